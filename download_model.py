@@ -1,0 +1,53 @@
+"""Fetch timbrooks/instruct-pix2pix (configs + safetensors only), or build a
+tiny random pipeline of the same layout offline with --tiny.
+
+The endpoint is --endpoint, else $HF_ENDPOINT (`source setup_mirror.sh` sets
+it to a mirror), else https://huggingface.co. Re-running the same command
+resumes an interrupted download and skips files already complete. The result
+is loaded once as a pipeline before success is reported.
+"""
+
+import sys
+from pathlib import Path
+
+from ip2p.atomic_dir import atomic_output_dir
+from ip2p.cli import make_parser, run_main
+from ip2p.hub import DEFAULT_REPO_ID, download_pipeline, resolve_endpoint, verify_pipeline
+
+REAL_MODEL_DIR = Path("models/instruct-pix2pix")
+TINY_MODEL_DIR = Path("models/tiny-instruct-pix2pix")
+
+
+def parse_args(argv):
+    parser = make_parser(__doc__)
+    parser.add_argument("--repo-id", default=DEFAULT_REPO_ID, help="model repository on the hub")
+    parser.add_argument("--local-dir", type=Path, default=None,
+                        help=f"destination (default: {REAL_MODEL_DIR}, or {TINY_MODEL_DIR} with --tiny)")
+    parser.add_argument("--endpoint", default=None, help="hub or mirror URL (default: $HF_ENDPOINT, else https://huggingface.co)")
+    parser.add_argument("--revision", default="main", help="branch, tag or commit to fetch")
+    parser.add_argument("--variant", default=None, help="weight variant to fetch, e.g. fp16 (default: the plain weights)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the endpoint before giving up")
+    parser.add_argument("--tiny", action="store_true", help="build a tiny random pipeline offline instead of downloading")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the tiny pipeline's weights (with --tiny)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.tiny:
+        from ip2p.tiny_model import save_tiny_pipeline
+
+        local_dir = args.local_dir or TINY_MODEL_DIR
+        with atomic_output_dir(local_dir, is_ours=lambda p: (p / "model_index.json").is_file()) as staging:
+            save_tiny_pipeline(staging, args.seed)
+    else:
+        local_dir = args.local_dir or REAL_MODEL_DIR
+        endpoint = resolve_endpoint(args.endpoint)
+        print(f"fetching {args.repo_id}@{args.revision} from {endpoint} into {local_dir}")
+        download_pipeline(args.repo_id, local_dir, endpoint, args.revision, args.variant, args.timeout)
+    print(verify_pipeline(local_dir, None if args.tiny else args.variant))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,74 @@
+"""A tiny, randomly initialised InstructPix2Pix pipeline, built offline.
+
+Same component layout as ``timbrooks/instruct-pix2pix`` (unet with 8 input
+channels, vae that downsamples 8x, CLIP text encoder and tokenizer, scheduler,
+``model_index.json``) but about 1M parameters, so tests and CPU-only users
+exercise the real loading code without downloading 2.4 GB. Deterministic for a
+seed. Its outputs are noise until it is trained.
+"""
+
+from pathlib import Path
+
+import torch
+
+# The real model's noise schedule (SD 1.5 family).
+SD15_SCHEDULE = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
+TINY_TEXT_WIDTH = 32
+
+
+def _byte_characters():
+    """The 256 printable stand-ins for bytes used by byte-level BPE (GPT-2/CLIP)."""
+    printable = set(range(ord("!"), ord("~") + 1)) | set(range(ord("¡"), ord("¬") + 1)) | set(range(ord("®"), ord("ÿ") + 1))
+    characters, extra = [], 0
+    for byte in range(256):
+        if byte in printable:
+            characters.append(chr(byte))
+        else:
+            characters.append(chr(256 + extra))
+            extra += 1
+    return characters
+
+
+def build_tiny_tokenizer():
+    """A CLIP tokenizer whose vocabulary is the 256 byte symbols (plus word-end
+    forms and CLIP's two special tokens): it tokenises any text, offline."""
+    from transformers import CLIPTokenizer
+
+    characters = _byte_characters()
+    tokens = characters + [c + "</w>" for c in characters] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {token: index for index, token in enumerate(tokens)}
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def build_tiny_pipeline(seed: int = 0):
+    """Return a ``StableDiffusionInstructPix2PixPipeline`` with tiny random weights."""
+    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=32, in_channels=8, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=TINY_TEXT_WIDTH, attention_head_dim=4, norm_num_groups=8,
+    )
+    # Four blocks, as in SD's VAE, so latents are 1/8 of the image size.
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16, 16, 16), layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=8, sample_size=256,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=TINY_TEXT_WIDTH, intermediate_size=37, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    ))
+    scheduler = EulerAncestralDiscreteScheduler(**SD15_SCHEDULE)
+    return StableDiffusionInstructPix2PixPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+
+
+def save_tiny_pipeline(output_dir: Path, seed: int = 0) -> None:
+    build_tiny_pipeline(seed).save_pretrained(str(output_dir), safe_serialization=True)
