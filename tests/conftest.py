@@ -1,0 +1,68 @@
+"""Shared helpers: run the real scripts as a user would, and write clips."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def script_env(tmp_root: Path, **extra) -> dict:
+    env = dict(os.environ)
+    # Keep every cache inside the test's folder and never touch the network.
+    env.update(
+        HF_HOME=str(tmp_root / "hf_home"), HF_DATASETS_CACHE=str(tmp_root / "hf_datasets"),
+        HF_HUB_DISABLE_TELEMETRY="1", PYTHONUNBUFFERED="1",
+    )
+    env.pop("HF_ENDPOINT", None)
+    env.update(extra)
+    return env
+
+
+def run_script(script: str, *args, cwd: Path, env: dict = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a top-level script with the test interpreter; returns the finished process."""
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *map(str, args)],
+        cwd=cwd, env=env or script_env(Path(cwd)), capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def write_clip(folder: Path, num_frames: int = 21, size: int = 32, seed: int = 0, name=lambda i: f"{i:02d}.jpg") -> None:
+    """A clip of random frames, one file per frame."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for index in range(num_frames):
+        pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / name(index), quality=90)
+
+
+def write_metadata(root: Path, entries) -> None:
+    (root / "metadata.json").write_text(json.dumps(entries, indent=2), encoding="utf-8")
+
+
+def numbered_clip_root(root: Path, train=("drop_object", "cover_object", "move_object"), val=("move_object",)) -> list:
+    """A data root in the numbered layout: one clip per task in train/ and val/."""
+    entries = []
+    for split, tasks in (("train", train), ("val", val)):
+        for index, task in enumerate(tasks):
+            video_path = f"{split}/{task}/video_{index}"
+            write_clip(root / video_path, seed=len(entries))
+            entries.append({"video_path": video_path, "instruction": f"{task.replace('_', ' ')} number {index}", "task_type": task})
+    write_metadata(root, entries)
+    return entries
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """The tiny offline pipeline, built once by the real script."""
+    work = tmp_path_factory.mktemp("tiny")
+    done = run_script("download_model.py", "--tiny", "--local-dir", work / "tiny-model", cwd=work)
+    assert done.returncode == 0, done.stderr
+    return work / "tiny-model"
