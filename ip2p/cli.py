@@ -3,8 +3,11 @@ expected mistakes end in one readable line and a non-zero exit, never a
 traceback."""
 
 import argparse
+import json
+import logging
 import sys
-from typing import Callable, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
 
 
 class UserError(Exception):
@@ -17,6 +20,18 @@ class UserError(Exception):
     exit_code = 2
 
 
+def read_json_file(path: Path, missing_hint: str) -> Any:
+    """Parse a JSON file a user wrote; any mistake in it is one clear line."""
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; {missing_hint}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}; fix the file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text; save it as UTF-8 JSON") from None
+
+
 def make_parser(description: str) -> argparse.ArgumentParser:
     # ArgumentDefaultsHelpFormatter appends "(default: ...)" to every option
     # that has help text, so --help always documents the defaults.
@@ -26,8 +41,17 @@ def make_parser(description: str) -> argparse.ArgumentParser:
     )
 
 
+class _DropTorchvisionAdvice(logging.Filter):
+    # transformers advises installing torchvision whenever diffusers imports
+    # CLIPImageProcessor; this project must never install it (no working CPU
+    # build), and the PIL fallback it announces is exactly what we want.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision (not installed)" not in record.getMessage()
+
+
 def run_main(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None) -> int:
     """Call ``main(argv)`` and turn a ``UserError`` into ``error: ...`` on stderr."""
+    logging.getLogger("transformers.utils.import_utils").addFilter(_DropTorchvisionAdvice())
     try:
         return main(argv)
     except UserError as err:

@@ -18,7 +18,6 @@ Nothing is dropped silently: every sample that cannot be used becomes a
 stop or skip it.
 """
 
-import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,7 @@ from typing import Dict, List, Optional, Tuple
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .cli import UserError
+from .cli import UserError, read_json_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 TEST_SPLIT_FOLDERS = {"val", "validation", "test"}
@@ -99,14 +98,7 @@ def scan_raw_data(
 
 def read_metadata(path: Path) -> list:
     """Parse ``metadata.json``; a malformed file is one clear error line."""
-    if not path.is_file():
-        raise UserError(f"metadata file {path} does not exist; pass --metadata or put metadata.json in the data root")
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}; fix the file") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text; save it as UTF-8 JSON") from None
+    entries = read_json_file(path, "pass --metadata or put metadata.json in the data root")
     if not isinstance(entries, list):
         raise UserError(f"{path}: expected a JSON list of {{video_path, instruction, task_type}} objects")
     return entries

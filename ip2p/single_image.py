@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Tuple
 
-from .cli import UserError
+from .cli import UserError, read_json_file
 from .raw_data import IMAGE_EXTENSIONS, frame_files_problem
 
 METADATA_FILE = "metadata.jsonl"
@@ -24,12 +24,7 @@ def read_test_video(folder: Path) -> Tuple[Path, Path, str, str]:
     if not folder.is_dir():
         raise UserError(f"{folder} does not exist; expected test_video/ with 00.jpg, 01.jpg and test_video.json (pass --data-root)")
     meta_file = folder / "test_video.json"
-    if not meta_file.is_file():
-        raise UserError(f"{meta_file} does not exist; write {{\"instruction\": \"...\", \"task_type\": \"...\"}} there")
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{meta_file}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    meta = read_json_file(meta_file, 'write {"instruction": "...", "task_type": "..."} there')
     instruction = meta.get("instruction") if isinstance(meta, dict) else None
     if not isinstance(instruction, str) or not instruction.strip():
         raise UserError(f"{meta_file}: empty or missing \"instruction\"")
