@@ -1,0 +1,38 @@
+"""Image transforms without torchvision: one random crop and flip shared by
+all images of a sample (the input frames and the target), so that pixels
+stay aligned across them."""
+
+import random
+from typing import List, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def paired_crop_flip(images: List[Image.Image], resolution: int, center_crop: bool, random_flip: bool,
+                     rng: Optional[random.Random] = None) -> torch.Tensor:
+    """Resize the short side to ``resolution``, crop a ``resolution`` square
+    (centre or random), maybe flip left-right; the same for every image.
+
+    Returns a float tensor ``(len(images), 3, resolution, resolution)`` in [-1, 1].
+    """
+    rng = rng or random.Random()
+    width, height = images[0].size
+    scale = resolution / min(width, height)
+    new_size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
+    spare_x, spare_y = new_size[0] - resolution, new_size[1] - resolution
+    if center_crop:
+        left, top = spare_x // 2, spare_y // 2
+    else:
+        left, top = rng.randint(0, spare_x), rng.randint(0, spare_y)
+    flip = random_flip and rng.random() < 0.5
+    arrays = []
+    for image in images:
+        if image.size != (width, height):
+            raise ValueError(f"images of one sample differ in size: {image.size} vs {(width, height)}")
+        resized = image.convert("RGB").resize(new_size, Image.BICUBIC)
+        array = np.asarray(resized.crop((left, top, left + resolution, top + resolution)), dtype=np.float32)
+        arrays.append(array[:, ::-1] if flip else array)
+    stacked = torch.from_numpy(np.stack(arrays).copy()).permute(0, 3, 1, 2)
+    return stacked / 127.5 - 1.0
