@@ -47,5 +47,17 @@ def write_mini_dataset(output_dir: Path, num_frames: int, size: int, seed: int) 
     (Path(output_dir) / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
 
 
+def write_test_video(output_dir: Path, num_frames: int, size: int, seed: int) -> None:
+    """``test_video/``: the clip's last two frames as an (input, edited) pair,
+    the input of ``prepare_test_data.py``."""
+    folder = Path(output_dir) / "test_video"
+    folder.mkdir(parents=True)
+    frames = render_drop_clip(num_frames, size, seed)
+    frames[-2].save(folder / "00.jpg", quality=95)
+    frames[-1].save(folder / "01.jpg", quality=95)
+    meta = {"instruction": MINI_INSTRUCTION, "task_type": MINI_TASK_TYPE}
+    (folder / "test_video.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
 def is_mini_dataset(path: Path) -> bool:
     return (Path(path) / "metadata.json").is_file()

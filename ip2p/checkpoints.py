@@ -1,0 +1,92 @@
+"""Resumable checkpoints ``{output_dir}/checkpoint-N``.
+
+A checkpoint holds what resuming needs to continue exactly: accelerate's
+state (model, optimizer, grad scaler, registered objects such as the LR
+scheduler and EMA, RNG states), each process's noise-generator state, the
+data position, and the resolved arguments. It is written under a hidden
+staging name and renamed when complete, so a process killed while saving
+leaves nothing that ``latest`` could pick.
+"""
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .cli import UserError
+from .train_args import save_args
+
+STATE_FILE = "training_state.json"
+CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
+def list_checkpoints(output_dir: Path):
+    """Complete checkpoints, oldest first."""
+    found = []
+    if Path(output_dir).is_dir():
+        for path in Path(output_dir).iterdir():
+            match = CHECKPOINT_NAME.match(path.name)
+            if match and (path / STATE_FILE).is_file():
+                found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found)]
+
+
+def find_checkpoint(output_dir: Path, request: Optional[str]) -> Optional[Path]:
+    """The checkpoint ``--resume_from_checkpoint`` names, or None for a fresh start."""
+    if request is None:
+        return None
+    if request == "latest":
+        checkpoints = list_checkpoints(output_dir)
+        return checkpoints[-1] if checkpoints else None
+    path = Path(request)
+    if not path.is_dir() and (Path(output_dir) / request).is_dir():
+        path = Path(output_dir) / request
+    if not (path / STATE_FILE).is_file():
+        raise UserError(f"--resume_from_checkpoint {request}: no complete checkpoint there (expected {path / STATE_FILE})")
+    return path
+
+
+def remove_partial_checkpoints(output_dir: Path) -> None:
+    """Staging folders left by a run killed while saving."""
+    for path in Path(output_dir).glob(".checkpoint-*.partial"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def save_checkpoint(accelerator, output_dir: Path, step: int, state: dict, args, generator: torch.Generator,
+                    total_limit: Optional[int]) -> Path:
+    """Write ``checkpoint-{step}``; every process must call this."""
+    final = Path(output_dir) / f"checkpoint-{step}"
+    staging = Path(output_dir) / f".checkpoint-{step}.partial"
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
+    save_file({"state": generator.get_state()}, str(staging / f"noise_generator_{accelerator.process_index}.safetensors"))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_args(args, staging)
+        # Written last: its presence marks the folder as complete.
+        (staging / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+        if total_limit is not None:
+            for old in list_checkpoints(output_dir)[:-total_limit]:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator, path: Path, generator: torch.Generator) -> dict:
+    """Restore everything ``save_checkpoint`` wrote; returns the training state."""
+    accelerator.load_state(str(path))
+    generator_file = Path(path) / f"noise_generator_{accelerator.process_index}.safetensors"
+    if generator_file.is_file():
+        generator.set_state(load_file(str(generator_file))["state"])
+    else:
+        accelerator.print(f"note: {path} was saved with fewer processes; this process starts a new noise stream")
+    return json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8"))
