@@ -232,11 +232,18 @@ class TrainingLoop:
         self.args, self.task, self.models, self.accelerator = args, task, models, accelerator
         self.optimizer, self.lr_scheduler, self.ema, self.generator = optimizer, lr_scheduler, ema, generator
         self.weight_dtype, self.empty_text, self.logger = weight_dtype, empty_text, logger
+        self.last_validated_step = None
 
     def run(self, loader, sampler, state: dict, max_steps: int) -> None:
+        progress = tqdm(total=max_steps, initial=state["global_step"], desc="training", disable=not self.accelerator.is_main_process)
+        try:
+            self._run(loader, sampler, state, max_steps, progress)
+        finally:
+            progress.close()  # before any error line, so the bar does not redraw after it
+
+    def _run(self, loader, sampler, state: dict, max_steps: int, progress) -> None:
         args, accelerator = self.args, self.accelerator
         accumulation = args.gradient_accumulation_steps
-        progress = tqdm(total=max_steps, initial=state["global_step"], desc="training", disable=not accelerator.is_main_process)
         micro_step, loss_sum, started = 0, torch.zeros((), device=accelerator.device), time.perf_counter()
         steps_timed = 0
         while state["global_step"] < max_steps:
@@ -279,7 +286,8 @@ class TrainingLoop:
                     self.validate(state["global_step"])
                 continue
             break
-        progress.close()
+        if self.last_validated_step != state["global_step"]:
+            self.validate(state["global_step"])  # the trained model is always shown once
 
     def loss(self, batch: dict) -> torch.Tensor:
         """Denoising loss of one micro-batch (MSE in fp32)."""
@@ -342,6 +350,7 @@ class TrainingLoop:
     def validate(self, step: int) -> None:
         """Run the task's validation on the main process, with EMA weights if kept."""
         accelerator = self.accelerator
+        self.last_validated_step = step
         if accelerator.is_main_process and self.task.validation_configured(self.args):
             unet = accelerator.unwrap_model(self.models.unet)
             if self.ema is not None:

@@ -1,0 +1,199 @@
+"""train_instruct_pix2pix.py on the tiny model, a few steps per run."""
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from conftest import REPO, run_script, script_env
+
+DIFFUSERS_EXAMPLE_FLAGS = """
+--pretrained_model_name_or_path M --revision main --variant fp16 --non_ema_revision main --dataset_name D
+--dataset_config_name C --train_data_dir T --original_image_column a --edited_image_column b --edit_prompt_column c
+--val_image_url u --validation_prompt p --num_validation_images 2 --validation_epochs 3 --max_train_samples 5
+--output_dir o --cache_dir c --seed 1 --resolution 64 --center_crop --random_flip --train_batch_size 2
+--num_train_epochs 3 --max_train_steps 9 --gradient_accumulation_steps 2 --gradient_checkpointing
+--learning_rate 1e-5 --scale_lr --lr_scheduler cosine --lr_warmup_steps 3 --conditioning_dropout_prob 0.1
+--use_8bit_adam --allow_tf32 --use_ema --dataloader_num_workers 2 --adam_beta1 0.8 --adam_beta2 0.99
+--adam_weight_decay 0.1 --adam_epsilon 1e-6 --max_grad_norm 2 --push_to_hub --hub_token t --hub_model_id h
+--logging_dir l --mixed_precision bf16 --report_to wandb --local_rank 0 --checkpointing_steps 7
+--checkpoints_total_limit 2 --resume_from_checkpoint latest --enable_xformers_memory_efficient_attention
+"""
+
+
+def test_every_flag_of_the_diffusers_example_is_accepted_with_its_default():
+    from ip2p.train_args import build_parser
+
+    parser = build_parser("test")
+    args = parser.parse_args(shlex.split(DIFFUSERS_EXAMPLE_FLAGS))
+    assert args.max_train_steps == 9 and args.use_ema and args.mixed_precision == "bf16"
+    defaults = parser.parse_args([])
+    assert (defaults.resolution, defaults.train_batch_size, defaults.learning_rate, defaults.lr_warmup_steps) == (256, 16, 1e-4, 500)
+    assert (defaults.output_dir, defaults.checkpointing_steps, defaults.report_to) == ("instruct-pix2pix-model", 500, "tensorboard")
+    assert defaults.conditioning_dropout_prob == 0.05  # the paper's value (the example leaves it off)
+    assert "per sample, drop only the text" in parser.format_help() and "(default: 0.05)" in parser.format_help()
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> Path:
+    """An imagefolder of 4 (input, edited) pairs, as prepare_test_data.py writes them."""
+    folder = tmp_path_factory.mktemp("pairs")
+    rng = np.random.default_rng(0)
+    rows = []
+    for index in range(4):
+        for role in ("input", "edited"):
+            pixels = rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{role}_{index}.jpg")
+        rows.append({"file_name": f"input_{index}.jpg", "input_image": f"input_{index}.jpg",
+                     "edit_prompt": f"edit number {index}", "edited_image": f"edited_{index}.jpg"})
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def train(cwd: Path, model: Path, data: Path, output: str, *extra, timeout=300):
+    return run_script(
+        "train_instruct_pix2pix.py", "--pretrained_model_name_or_path", model, "--train_data_dir", data,
+        "--output_dir", output, "--resolution", 32, "--train_batch_size", 2, "--lr_warmup_steps", 0, *extra,
+        cwd=cwd, timeout=timeout,
+    )
+
+
+def unet_weights(folder: Path) -> dict:
+    return load_file(str(folder / "unet/diffusion_pytorch_model.safetensors"))
+
+
+def test_trained_pipeline_loads_in_diffusers_and_edits_an_image(tmp_path, tiny_model, pairs):
+    done = train(tmp_path, tiny_model, pairs, "out", "--max_train_steps", 3, "--checkpointing_steps", 2, "--seed", 0,
+                 "--val_image_url", pairs / "input_0.jpg", "--validation_prompt", "edit", "--num_validation_images", 2,
+                 "--validation_steps", 3, "--use_ema")
+    assert done.returncode == 0, done.stderr[-3000:]
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    out = tmp_path / "out"
+    pipeline = StableDiffusionInstructPix2PixPipeline.from_pretrained(str(out), use_safetensors=True)
+    image = pipeline("edit", image=Image.open(pairs / "input_0.jpg"), num_inference_steps=2,
+                     generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.size == (48, 40)
+    before, after = unet_weights(tiny_model), unet_weights(out)
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained
+    saved_args = json.loads((out / "training_args.json").read_text())
+    assert saved_args["max_train_steps"] == 3 and saved_args["seed"] == 0 and "hub_token" not in saved_args
+    assert json.loads((out / "checkpoint-2/training_args.json").read_text())["max_train_steps"] == 3
+    assert len(list((out / "validation/step-000003").glob("*.png"))) == 2
+    assert list((out / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_checkpoint_limit_keeps_exactly_the_newest(tmp_path, tiny_model, pairs):
+    done = train(tmp_path, tiny_model, pairs, "out", "--max_train_steps", 5, "--checkpointing_steps", 1,
+                 "--checkpoints_total_limit", 2, "--seed", 0)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*checkpoint-*")) == ["checkpoint-4", "checkpoint-5"]
+
+
+RESUME_ARGS = ["--seed", 3, "--gradient_accumulation_steps", 2, "--random_flip", "--use_ema", "--checkpointing_steps", 2]
+
+
+def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path, tiny_model, pairs):
+    # Random crops (40x48 -> 32), flips, accumulation across epochs and EMA all have to resume exactly.
+    done = train(tmp_path, tiny_model, pairs, "full", "--max_train_steps", 4, *RESUME_ARGS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = train(tmp_path, tiny_model, pairs, "split", "--max_train_steps", 2, *RESUME_ARGS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    shutil.copytree(tmp_path / "split", tmp_path / "named")
+
+    done = train(tmp_path, tiny_model, pairs, "split", "--max_train_steps", 4, "--resume_from_checkpoint", "latest", *RESUME_ARGS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resumed from" in done.stdout and "at step 2" in done.stdout
+    done = train(tmp_path, tiny_model, pairs, "named", "--max_train_steps", 4,
+                 "--resume_from_checkpoint", tmp_path / "named/checkpoint-2", *RESUME_ARGS)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    full = unet_weights(tmp_path / "full")
+    for resumed in ("split", "named"):
+        weights = unet_weights(tmp_path / resumed)
+        assert all(torch.equal(full[k], weights[k]) for k in full), f"{resumed} differs from the uninterrupted run"
+        state = json.loads((tmp_path / resumed / "checkpoint-4/training_state.json").read_text())
+        assert state["global_step"] == 4
+
+
+def test_killed_while_saving_resumes_from_the_last_complete_checkpoint(tmp_path, tiny_model, pairs):
+    output = tmp_path / "out"
+    command = [sys.executable, str(REPO / "train_instruct_pix2pix.py"), "--pretrained_model_name_or_path", str(tiny_model),
+               "--train_data_dir", str(pairs), "--output_dir", str(output), "--resolution", "32", "--train_batch_size", "2",
+               "--max_train_steps", "500", "--checkpointing_steps", "1", "--seed", "0", "--report_to", "none"]
+    for attempt in range(8):
+        process = subprocess.Popen(command, cwd=tmp_path, env=script_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline and process.poll() is None:
+            partial = list(output.glob(".checkpoint-*.partial"))
+            if partial and list(output.glob("checkpoint-*")):
+                process.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.002)
+        process.wait()
+        if list(output.glob(".checkpoint-*.partial")):
+            break  # killed mid-save, as wanted
+    else:
+        pytest.fail("could not kill the trainer while it was saving")
+    complete = sorted(int(p.name.split("-")[1]) for p in output.glob("checkpoint-*"))
+    assert complete
+    done = train(tmp_path, tiny_model, pairs, "out", "--max_train_steps", complete[-1] + 1, "--checkpointing_steps", 1,
+                 "--seed", 0, "--resume_from_checkpoint", "latest")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"at step {complete[-1]}" in done.stdout
+    assert not list(output.glob(".checkpoint-*.partial"))  # the stale staging folder was cleaned up
+
+
+def test_two_cpu_processes_end_with_identical_weights(tmp_path, tiny_model, pairs):
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29400 + os.getpid() % 500),
+               str(REPO / "train_instruct_pix2pix.py"), "--pretrained_model_name_or_path", str(tiny_model),
+               "--train_data_dir", str(pairs), "--output_dir", "out", "--resolution", "32", "--train_batch_size", "1",
+               "--max_train_steps", "3", "--checkpointing_steps", "2", "--seed", "0", "--gradient_accumulation_steps", "2"]
+    done = subprocess.run(command, cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 process(es)" in done.stdout and "UNet weights identical on all 2 processes" in done.stdout
+    checkpoint = tmp_path / "out/checkpoint-2"
+    assert (checkpoint / "noise_generator_0.safetensors").is_file() and (checkpoint / "noise_generator_1.safetensors").is_file()
+
+
+def test_text_to_image_base_is_widened_to_eight_channels(tmp_path, tiny_model, pairs):
+    from diffusers import UNet2DConditionModel
+
+    base = tmp_path / "t2i"
+    shutil.copytree(tiny_model, base)
+    config = UNet2DConditionModel.load_config(str(base / "unet"))
+    config["in_channels"] = 4
+    UNet2DConditionModel.from_config(config).save_pretrained(str(base / "unet"))
+    done = train(tmp_path, base, pairs, "out", "--max_train_steps", 1, "--seed", 0)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "out/unet/config.json").read_text())["in_channels"] == 8
+
+
+def test_bad_inputs_end_in_one_clear_line(tmp_path, tiny_model, pairs):
+    broken = tmp_path / "broken"
+    shutil.copytree(pairs, broken)
+    (broken / "edited_2.jpg").write_bytes(b"not an image")
+    cases = [
+        (train(tmp_path, tiny_model, pairs, "o1", "--max_train_steps", 1, "--edit_prompt_column", "caption"),
+         "has no column 'caption'"),
+        (train(tmp_path, tiny_model, broken, "o2", "--max_train_steps", 4, "--seed", 0), "cannot read its image"),
+        (train(tmp_path, tmp_path / "models/missing", pairs, "o3", "--max_train_steps", 1), "does not exist; fetch it with download_model.py"),
+        (train(tmp_path, tiny_model, pairs, "o4", "--max_train_steps", 6, "--learning_rate", 1e30, "--checkpointing_steps", 1, "--seed", 0),
+         "loss became nan"),
+    ]
+    for done, message in cases:
+        assert done.returncode != 0
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and message in last and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "the last good checkpoint is" in cases[3][0].stderr
