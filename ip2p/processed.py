@@ -148,7 +148,8 @@ def load_processed_dataset(path: Path, data_root: Optional[Path] = None) -> Proc
         raise UserError(f"{path} is not a processed dataset (no dataset_dict.json); build it with make_dataset.py")
     splits = datasets.load_from_disk(str(path))
     source = _read_source(path)
-    num_frames = splits["train"].features["input_frames"].length if "train" in splits else source.get("num_input_frames", -1)
+    frames_feature = splits["train"].features.get("input_frames") if "train" in splits else None
+    num_frames = getattr(frames_feature, "length", source.get("num_input_frames", -1))
     return ProcessedDataset(splits, _resolve_data_root(path, source, data_root), num_frames, source)
 
 

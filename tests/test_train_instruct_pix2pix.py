@@ -159,10 +159,12 @@ def test_two_cpu_processes_end_with_identical_weights(tmp_path, tiny_model, pair
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29400 + os.getpid() % 500),
                str(REPO / "train_instruct_pix2pix.py"), "--pretrained_model_name_or_path", str(tiny_model),
                "--train_data_dir", str(pairs), "--output_dir", "out", "--resolution", "32", "--train_batch_size", "1",
-               "--max_train_steps", "3", "--checkpointing_steps", "2", "--seed", "0", "--gradient_accumulation_steps", "2"]
+               "--num_train_epochs", "2", "--checkpointing_steps", "2", "--seed", "0", "--gradient_accumulation_steps", "2"]
     done = subprocess.run(command, cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "2 process(es)" in done.stdout and "UNet weights identical on all 2 processes" in done.stdout
+    # 4 samples over 2 processes x batch 1 = 2 micro-batches per epoch; 2 epochs / accumulation 2 = 2 steps.
+    assert "training 4 samples for 2 steps: 2 process(es)" in done.stdout
+    assert "UNet weights identical on all 2 processes" in done.stdout
     checkpoint = tmp_path / "out/checkpoint-2"
     assert (checkpoint / "noise_generator_0.safetensors").is_file() and (checkpoint / "noise_generator_1.safetensors").is_file()
 
@@ -197,3 +199,38 @@ def test_bad_inputs_end_in_one_clear_line(tmp_path, tiny_model, pairs):
         last = done.stderr.strip().splitlines()[-1]
         assert last.startswith("error: ") and message in last and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "the last good checkpoint is" in cases[3][0].stderr
+
+
+def test_dataset_name_accepts_a_save_to_disk_folder_of_decoded_images(tmp_path, tiny_model, pairs):
+    from datasets import Dataset, DatasetDict, Features, Image as ImageFeature, Value
+
+    rows = [json.loads(line) for line in (pairs / "metadata.jsonl").read_text().splitlines()]
+    features = Features({"input_image": ImageFeature(), "edit_prompt": Value("string"), "edited_image": ImageFeature()})
+    table = {"input_image": [str(pairs / r["input_image"]) for r in rows], "edit_prompt": [r["edit_prompt"] for r in rows],
+             "edited_image": [str(pairs / r["edited_image"]) for r in rows]}
+    DatasetDict(train=Dataset.from_dict(table, features=features)).save_to_disk(str(tmp_path / "hub_style"))
+    done = run_script("train_instruct_pix2pix.py", "--pretrained_model_name_or_path", tiny_model, "--dataset_name", "hub_style",
+                      "--output_dir", "out", "--resolution", 32, "--train_batch_size", 2, "--max_train_steps", 1,
+                      "--max_train_samples", 3, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "training 3 samples" in done.stdout
+
+
+def test_push_to_hub_uploads_the_pipeline_not_the_checkpoints(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from ip2p.training import push_pipeline
+
+    calls = {}
+
+    class Repo:
+        repo_id = "me/model"
+
+    monkeypatch.setattr(huggingface_hub, "create_repo", lambda repo_id, **kw: calls.setdefault("create", (repo_id, kw)) and Repo())
+    monkeypatch.setattr(huggingface_hub, "upload_folder", lambda **kw: calls.setdefault("upload", kw))
+    args = type("Args", (), {"hub_model_id": None, "hub_token": "secret", "logging_dir": "logs"})()
+    push_pipeline(args, tmp_path / "my-run")
+    assert calls["create"][0] == "my-run" and calls["create"][1]["token"] == "secret"
+    upload = calls["upload"]
+    assert upload["repo_id"] == "me/model" and upload["folder_path"] == str(tmp_path / "my-run")
+    assert {"checkpoint-*", ".checkpoint-*", "logs/*"} <= set(upload["ignore_patterns"])
