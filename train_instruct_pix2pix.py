@@ -21,6 +21,7 @@ def single_image_task():
         pipeline_class=StableDiffusionInstructPix2PixPipeline,
         validation_configured=lambda args: bool(args.val_image_url and args.validation_prompt),
         validation_images=validation_images,
+        pipeline_kwargs=dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False),
     )
 
 

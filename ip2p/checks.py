@@ -107,13 +107,13 @@ def _component_problem(folder: Path, class_name: str) -> Optional[str]:
     if not weights:
         return "no .safetensors weights (only safetensors are loaded; pickled .bin/.ckpt files are refused)"
     for weight in weights:
-        problem = _safetensors_problem(weight)
+        problem = safetensors_file_problem(weight)
         if problem:
             return problem
     return None
 
 
-def _safetensors_problem(path: Path) -> Optional[str]:
+def safetensors_file_problem(path: Path) -> Optional[str]:
     """Header parses and the tensors it declares fit in the file (catches truncation)."""
     import struct
 

@@ -141,7 +141,7 @@ class EditSamples(torch.utils.data.Dataset):
             return {"error": f"training sample {index}: cannot read its image ({type(err).__name__}: {err}); fix or remove it"}
         images = [images[0], images[1].resize(images[0].size)] if images[1].size != images[0].size else images
         rng = random.Random(f"{self.seed}:{epoch}:{index}")
-        pixels = paired_crop_flip(images, self.resolution, self.center_crop, self.random_flip, rng)
+        pixels, _ = paired_crop_flip(images, self.resolution, self.center_crop, self.random_flip, rng)
         return {
             "condition_pixels": pixels[:1],  # (frames=1, 3, H, W)
             "target_pixels": pixels[1],

@@ -296,3 +296,33 @@ def _unlisted_clip_notes(data_root: Path, result: ScanResult) -> List[str]:
     if not unlisted:
         return []
     return [f"{len(unlisted)} frame folder(s) are not listed in metadata.json and were not used (first: {unlisted[0]})"]
+
+
+def prediction_clip(folder: Path, num_input_frames: int) -> Tuple[List[Path], Optional[Path], Optional[str]]:
+    """(observed frames, true next frame or None, instruction from label.txt or None)
+    of one clip folder in either layout, for prediction.
+
+    Observe layout: the last ``num_input_frames`` observe_NN frames, target.jpg
+    if present. Numbered layout: with more than ``num_input_frames`` frames the
+    last one is the true next frame (as in training), with exactly that many
+    all are observed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder of frames")
+    names = os.listdir(folder)
+    label = folder / "label.txt"
+    instruction = label.read_text(encoding="utf-8").strip() or None if label.is_file() else None
+    observed, problem = _indexed_files(names, OBSERVED_FRAME, "observe_")
+    if not problem:
+        targets = [n for n in names if n.lower() in {f"target{ext}" for ext in IMAGE_EXTENSIONS}]
+        inputs, target = [folder / observed[i] for i in sorted(observed)], folder / targets[0] if targets else None
+    else:
+        numbered, problem = _indexed_files(names, NUMBERED_FRAME, "")
+        if problem:
+            raise UserError(f"{folder}: {problem}")
+        files = [folder / numbered[i] for i in sorted(numbered)]
+        inputs, target = (files[:-1], files[-1]) if len(files) > num_input_frames else (files, None)
+    if len(inputs) < num_input_frames:
+        raise UserError(f"{folder}: {len(inputs)} observed frames, but the model needs {num_input_frames}")
+    return inputs[-num_input_frames:], target, instruction

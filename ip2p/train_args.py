@@ -107,6 +107,8 @@ def build_parser(description: str, defaults: Optional[Dict[str, object]] = None,
         for flag, kind, default, help_text in arguments:
             if kind == "store_true":
                 group.add_argument(flag, action="store_true", default=default, help=help_text)
+            elif kind == "bool":  # --flag / --no_flag
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
             else:
                 group.add_argument(flag, type=kind, default=default, help=help_text, choices=CHOICES.get(flag))
     if defaults:

@@ -14,7 +14,7 @@ import os
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -26,6 +26,7 @@ from .checkpoints import find_checkpoint, list_checkpoints, load_checkpoint, rem
 from .cli import UserError
 from .conditioning import apply_conditioning_dropout, conditioning_dropout_masks
 from .edit_data import EpochBatchSampler, collate, tokenize
+from .latents import encode_moments, latents_from_moments
 from .models import widen_unet_input
 from .run_logger import RunLogger
 from .train_args import save_args
@@ -40,6 +41,8 @@ class TrainingTask:
     validation_configured: Callable  # (args) -> bool
     validation_images: Callable  # (pipeline, args, generator) -> list of PIL images
     load_unet: Optional[Callable] = None  # (args) -> UNet, to replace the base model's (e.g. --custom_unet_path)
+    pipeline_kwargs: dict = field(default_factory=dict)  # extra constructor arguments of pipeline_class
+    before_training: Optional[Callable] = None  # (args, models, accelerator, dataset, weight_dtype), e.g. filling a latent cache
 
 
 @dataclass
@@ -70,6 +73,8 @@ def train(args, task: TrainingTask) -> Path:
     models = load_models(args, task)
     weight_dtype = configure_models(args, models, accelerator)
     dataset = task.build_dataset(args, models.tokenizer, args.seed)
+    if task.before_training is not None:
+        task.before_training(args, models, accelerator, dataset, weight_dtype)
     sampler = EpochBatchSampler(len(dataset), args.train_batch_size, accelerator.process_index, accelerator.num_processes, args.seed)
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate, num_workers=args.dataloader_num_workers,
@@ -309,19 +314,16 @@ class TrainingLoop:
             target = noise
         return F.mse_loss(prediction.float(), target.float())
 
-    @torch.no_grad()
     def encode_images(self, batch: dict):
-        """Target latents (VAE sample x scaling factor) and conditioning latents
-        (VAE mode, unscaled, as the InstructPix2Pix pipeline feeds them),
-        frames stacked in the channel axis oldest first."""
+        """Target and conditioning latents (see ``ip2p.latents``), from the
+        latent cache when the batch carries moments, else from the VAE."""
         vae, device = self.models.vae, self.accelerator.device
-        target = batch["target_pixels"].to(device, dtype=self.weight_dtype)
-        target_latents = vae.encode(target).latent_dist.sample(generator=self.generator) * vae.config.scaling_factor
-        frames = batch["condition_pixels"].to(device, dtype=self.weight_dtype)
-        batch_size, num_frames = frames.shape[:2]
-        condition = vae.encode(frames.flatten(0, 1)).latent_dist.mode()
-        condition = condition.reshape(batch_size, num_frames * condition.shape[1], *condition.shape[2:])
-        return target_latents.float(), condition.float()
+        if "latent_moments" in batch:
+            moments = batch["latent_moments"].to(device)
+        else:
+            pixels = torch.cat([batch["condition_pixels"], batch["target_pixels"][:, None]], dim=1)
+            moments = encode_moments(vae, pixels.to(device, dtype=self.weight_dtype))
+        return latents_from_moments(moments, vae.config.scaling_factor, self.generator)
 
     def optimizer_step(self) -> None:
         self.accelerator.clip_grad_norm_(self.models.unet.parameters(), self.args.max_grad_norm)
@@ -392,7 +394,7 @@ def build_pipeline(task: TrainingTask, models: Models, unet, base: str):
     # Inference uses InstructPix2Pix's sampler, built from the training schedule.
     scheduler = EulerAncestralDiscreteScheduler.from_config(models.noise_scheduler.config)
     pipeline = task.pipeline_class(vae=models.vae, text_encoder=models.text_encoder, tokenizer=models.tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+                                   scheduler=scheduler, **task.pipeline_kwargs)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 

@@ -3,7 +3,8 @@ all images of a sample (the input frames and the target), so that pixels
 stay aligned across them."""
 
 import random
-from typing import List, Optional
+import re
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -11,11 +12,12 @@ from PIL import Image
 
 
 def paired_crop_flip(images: List[Image.Image], resolution: int, center_crop: bool, random_flip: bool,
-                     rng: Optional[random.Random] = None) -> torch.Tensor:
+                     rng: Optional[random.Random] = None) -> Tuple[torch.Tensor, bool]:
     """Resize the short side to ``resolution``, crop a ``resolution`` square
     (centre or random), maybe flip left-right; the same for every image.
 
-    Returns a float tensor ``(len(images), 3, resolution, resolution)`` in [-1, 1].
+    Returns a float tensor ``(len(images), 3, resolution, resolution)`` in
+    [-1, 1], and whether the images were flipped.
     """
     rng = rng or random.Random()
     width, height = images[0].size
@@ -35,4 +37,20 @@ def paired_crop_flip(images: List[Image.Image], resolution: int, center_crop: bo
         array = np.asarray(resized.crop((left, top, left + resolution, top + resolution)), dtype=np.float32)
         arrays.append(array[:, ::-1] if flip else array)
     stacked = torch.from_numpy(np.stack(arrays).copy()).permute(0, 3, 1, 2)
-    return stacked / 127.5 - 1.0
+    return stacked / 127.5 - 1.0, flip
+
+
+_DIRECTION_SWAPS = {"left": "right", "right": "left", "leftward": "rightward", "rightward": "leftward",
+                    "leftwards": "rightwards", "rightwards": "leftwards"}
+_DIRECTION_WORD = re.compile(r"\b(" + "|".join(sorted(_DIRECTION_SWAPS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+
+
+def mirror_instruction(text: str) -> str:
+    """The instruction that stays true for a left-right flipped clip:
+    "moving the cup from left to right" -> "moving the cup from right to left"."""
+    def swap(match: "re.Match[str]") -> str:
+        word = match.group(0)
+        new = _DIRECTION_SWAPS[word.lower()]
+        return new.upper() if word.isupper() else new.capitalize() if word[0].isupper() else new
+
+    return _DIRECTION_WORD.sub(swap, text)

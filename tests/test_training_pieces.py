@@ -11,7 +11,7 @@ from PIL import Image
 from ip2p.cli import UserError
 from ip2p.conditioning import apply_conditioning_dropout, conditioning_dropout_masks
 from ip2p.models import unet_in_channels_for, widen_unet_input
-from ip2p.transforms import paired_crop_flip
+from ip2p.transforms import mirror_instruction, paired_crop_flip
 
 
 def tiny_unet(in_channels: int, seed: int = 0):
@@ -92,10 +92,11 @@ def test_paired_crop_flip_applies_one_crop_and_flip_to_every_image():
     images = [gradient_image(48, 32), gradient_image(48, 32)]
     seen_flip = seen_no_flip = False
     for seed in range(20):
-        out = paired_crop_flip(images, 16, center_crop=False, random_flip=True, rng=random.Random(seed))
+        out, flipped = paired_crop_flip(images, 16, center_crop=False, random_flip=True, rng=random.Random(seed))
         assert out.shape == (2, 3, 16, 16) and out.min() >= -1 and out.max() <= 1
         torch.testing.assert_close(out[0], out[1])  # same crop and flip for both
         increasing = bool(out[0, 0, 0, -1] > out[0, 0, 0, 0])
+        assert flipped == (not increasing)
         seen_flip |= not increasing
         seen_no_flip |= increasing
     assert seen_flip and seen_no_flip
@@ -103,8 +104,14 @@ def test_paired_crop_flip_applies_one_crop_and_flip_to_every_image():
 
 def test_random_crop_really_crops_and_center_crop_is_centred():
     image = gradient_image(64, 16)  # short side already 16: only the crop position varies
-    lefts = {paired_crop_flip([image], 16, False, False, random.Random(s))[0, 0, 0, 0].item() for s in range(10)}
+    lefts = {paired_crop_flip([image], 16, False, False, random.Random(s))[0][0, 0, 0, 0].item() for s in range(10)}
     assert len(lefts) > 1
-    centre = paired_crop_flip([image], 16, True, False)[0, 0, 0, 0].item()
+    centre = paired_crop_flip([image], 16, True, False)[0][0, 0, 0, 0].item()
     expected = np.asarray(image, dtype=np.float32)[0, 24, 0] / 127.5 - 1
     assert centre == pytest.approx(expected, abs=1e-6)
+
+
+def test_mirror_instruction_swaps_direction_words_only():
+    assert mirror_instruction("Moving the red square from left to right") == "Moving the red square from right to left"
+    assert mirror_instruction("Pushing it Leftwards, then RIGHT") == "Pushing it Rightwards, then LEFT"
+    assert mirror_instruction("dropping a pen onto the table; the leftover brightness") == "dropping a pen onto the table; the leftover brightness"

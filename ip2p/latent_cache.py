@@ -1,0 +1,94 @@
+"""A disk cache of VAE latents, one file per sample (and flip orientation).
+
+Encoding 20 observed frames + 1 target costs several times the UNet step
+itself, so the video trainer encodes each sample once and later epochs and
+later runs read the latents.
+
+Keys, so a stale entry is never used:
+- the cache folder is named by a fingerprint of the VAE (config and
+  weights, in the dtype it runs in), the resolution and the crop mode;
+- an entry is named by its frames' absolute paths, sizes and modification
+  times, and the flip orientation.
+Entries are written to a temporary name and renamed, so a partly written
+entry is never visible; one that fails its header check is encoded again.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .checks import safetensors_file_problem
+from .latents import encode_moments
+
+CACHE_FORMAT = 1
+
+
+def vae_fingerprint(vae, resolution: int, crop: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"format": CACHE_FORMAT, "resolution": resolution, "crop": crop,
+                              "config": dict(vae.config)}, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(vae.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+class LatentCache:
+    def __init__(self, root: Path, fingerprint: str):
+        self.folder = Path(root) / fingerprint
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def key(frame_files: Sequence[Path], flipped: bool, extra: str = "") -> str:
+        """Frame paths, sizes and modification times (+ ``extra``, e.g. the target's hash)."""
+        stats = []
+        for path in frame_files:
+            info = os.stat(path)
+            stats.append([str(Path(path).resolve()), info.st_size, info.st_mtime_ns])
+        return hashlib.sha256(json.dumps([stats, flipped, extra]).encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.safetensors"
+
+    def has(self, key: str) -> bool:
+        path = self.path(key)
+        return path.is_file() and safetensors_file_problem(path) is None
+
+    def load(self, key: str) -> Optional[torch.Tensor]:
+        try:
+            return load_file(str(self.path(key)))["moments"]
+        except Exception:  # missing or damaged: the caller encodes again
+            return None
+
+    def store(self, key: str, moments: torch.Tensor) -> None:
+        path = self.path(key)
+        path.parent.mkdir(exist_ok=True)
+        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        save_file({"moments": moments.contiguous().cpu()}, str(staging))
+        os.replace(staging, path)
+
+
+@torch.no_grad()
+def fill_cache(cache: LatentCache, requests: List[tuple], load_pixels: Callable, vae, device, dtype,
+               batch_size: int, show_progress: bool) -> int:
+    """Encode every ``(key, index, flipped)`` request whose entry is missing;
+    returns how many were encoded. ``load_pixels(index, flipped)`` gives the
+    sample's ``(F, 3, H, W)`` pixels."""
+    missing = [r for r in requests if not cache.has(r[0])]
+    progress = tqdm(total=len(missing), desc="caching latents", unit="sample", disable=not show_progress or not missing)
+    for start in range(0, len(missing), batch_size):
+        chunk = missing[start:start + batch_size]
+        pixels = torch.stack([load_pixels(index, flipped) for _, index, flipped in chunk])
+        moments = encode_moments(vae, pixels.to(device, dtype=dtype))
+        for (key, _, _), sample_moments in zip(chunk, moments):
+            cache.store(key, sample_moments)
+        progress.update(len(chunk))
+    progress.close()
+    return len(missing)

@@ -1,0 +1,28 @@
+"""VAE latents of a sample's frames, kept as the VAE's distribution
+parameters ("moments": mean and log-variance) so that the cached and the
+uncached training paths draw exactly the same target latents.
+
+Following the InstructPix2Pix pipeline, conditioning frames use the
+distribution's mode and are not scaled; the target is a sample from its
+distribution times the VAE's ``scaling_factor`` (SD's latent normalisation).
+"""
+
+import torch
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+
+@torch.no_grad()
+def encode_moments(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """``(B, F, 3, H, W)`` pixels in [-1, 1] -> ``(B, F, 2 * latent_channels, h, w)`` float32 moments."""
+    batch, frames = pixels.shape[:2]
+    moments = vae.encode(pixels.flatten(0, 1)).latent_dist.parameters
+    return moments.float().reshape(batch, frames, *moments.shape[1:])
+
+
+def latents_from_moments(moments: torch.Tensor, scaling_factor: float, generator: torch.Generator):
+    """(target latents, conditioning latents): the last frame is the target,
+    the others are stacked in the channel axis, oldest first."""
+    batch, frames = moments.shape[:2]
+    target = DiagonalGaussianDistribution(moments[:, -1]).sample(generator=generator) * scaling_factor
+    condition = DiagonalGaussianDistribution(moments[:, :-1].flatten(0, 1)).mode()
+    return target, condition.reshape(batch, (frames - 1) * condition.shape[1], *condition.shape[2:])

@@ -1,0 +1,79 @@
+"""Launch the video trainer from Python: edit TRAINING_ARG_LIST below and run
+`python run_video_training.py`.
+
+VIDEO_TRAIN_PROCESSES sets the process count (default 4). With fewer GPUs
+visible it uses what is there and says so; with none it runs CPU processes.
+Workers are started with the `spawn` method through
+accelerate.notebook_launcher, so CUDA is never initialised in a forked child.
+A failing worker makes this script exit non-zero after printing its error.
+"""
+
+import os
+import sys
+
+TRAINING_ARG_LIST = [
+    "--pretrained_model_name_or_path", "models/instruct-pix2pix",
+    "--custom_unet_path", "models/instruct-pix2pix-video-20frames",
+    "--train_data_dir", "processed_dataset_seq",
+    "--original_image_column", "input_frames",
+    "--edit_prompt_column", "edit_prompt",
+    "--edited_image_column", "edited_image",
+    "--resolution", "256",
+    "--train_batch_size", "2",
+    "--gradient_accumulation_steps", "4",
+    "--max_train_steps", "500",
+    "--learning_rate", "5e-5",
+    "--mixed_precision", "fp16",
+    "--output_dir", "output_video_model",
+    "--checkpointing_steps", "100",
+    "--num_train_epochs", "100",
+]
+
+
+def train_worker(arg_list):
+    """One process's training; raising makes the launcher see the failure."""
+    import train_video_ip2p
+    from ip2p.cli import run_main
+
+    status = run_main(train_video_ip2p.main, arg_list)
+    if status != 0:
+        raise SystemExit(status)
+
+
+def process_count() -> int:
+    import torch
+
+    requested = int(os.environ.get("VIDEO_TRAIN_PROCESSES", "4"))
+    if requested < 1:
+        raise SystemExit("error: VIDEO_TRAIN_PROCESSES must be at least 1")
+    visible = torch.cuda.device_count()  # reads the driver without creating a CUDA context
+    if visible == 0:
+        print(f"no GPU visible: running {requested} CPU process(es)")
+        return requested
+    if visible < requested:
+        print(f"VIDEO_TRAIN_PROCESSES={requested} but only {visible} GPU(s) are visible: using {visible}")
+        return visible
+    return requested
+
+
+def launch(arg_list) -> int:
+    from unittest import mock
+
+    from accelerate import notebook_launcher
+
+    num_processes = process_count()
+    # notebook_launcher forks on CUDA machines and spawns where the device
+    # runtime lives in the parent (its ROCm branch); taking that branch
+    # forces `spawn`, so no child inherits a CUDA state.
+    with mock.patch("accelerate.launchers.is_rocm_available", return_value=True):
+        try:
+            notebook_launcher(train_worker, args=(arg_list,), num_processes=num_processes,
+                              use_port=os.environ.get("MASTER_PORT", "29500"))
+        except Exception as err:  # the workers printed their own error above
+            print(f"error: training failed in a worker process ({type(err).__name__}); see its error above", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(launch(TRAINING_ARG_LIST + sys.argv[1:]))

@@ -1,0 +1,127 @@
+"""Train the 20-frame next-frame predictor: InstructPix2Pix with its UNet
+widened to 4 + 4 x N input channels, conditioned on the N observed frames.
+
+Takes the original project's argument list unchanged plus every flag of
+train_instruct_pix2pix.py. The frame count comes from the data and is checked
+against the UNet. Latents are cached on disk by default (--no_cache_latents
+to turn it off). Runs under `accelerate launch`, torchrun, plain python, or
+run_video_training.py.
+"""
+
+import sys
+from pathlib import Path
+
+from ip2p.cli import UserError, run_main
+from ip2p.train_args import build_parser, parse_training_args
+
+VIDEO_DEFAULTS = dict(
+    original_image_column="input_frames", train_batch_size=2, gradient_accumulation_steps=4, learning_rate=5e-5,
+    output_dir="output_video_model", mixed_precision="fp16", center_crop=True,
+)
+VIDEO_ARGUMENTS = {"video": [
+    ("--custom_unet_path", str, None, "a widened UNet (folder, or pipeline folder with unet/) from make_video_model.py; "
+                                      "without it the base UNet is widened at start"),
+    ("--cache_latents", "bool", True, "encode each frame with the VAE once and reuse the latents in later epochs and runs"),
+    ("--latent_cache_dir", str, "latent_cache", "where cached latents live (keyed by data, resolution and VAE)"),
+    ("--random_crop", "store_true", False, "random instead of centre crops (cannot be cached: needs --no_cache_latents)"),
+]}
+
+
+def parse_args(argv):
+    parser = build_parser(__doc__, defaults=VIDEO_DEFAULTS, groups=VIDEO_ARGUMENTS)
+    args = parse_training_args(parser, argv)
+    if args.cache_latents and args.random_crop:
+        parser.error("--random_crop changes every epoch and cannot be cached; add --no_cache_latents")
+    return args
+
+
+def video_task(args):
+    from ip2p.edit_data import check_columns, load_training_split, select_samples
+    from ip2p.training import TrainingTask
+    from ip2p.video_data import VideoSamples, frames_per_sample
+    from ip2p.video_pipeline import VideoInstructPix2PixPipeline
+
+    split, resolve, source = load_training_split(args)
+    check_columns(split, [args.original_image_column, args.edited_image_column, args.edit_prompt_column], source)
+    num_frames = frames_per_sample(split, args.original_image_column, source)
+    held_out = load_held_out(args)
+
+    def build_dataset(args, tokenizer, seed):
+        return VideoSamples(select_samples(split, args.max_train_samples, seed), resolve, args, tokenizer, seed)
+
+    return TrainingTask(
+        name="video-instruct-pix2pix", num_conditioning_frames=num_frames, build_dataset=build_dataset,
+        pipeline_class=VideoInstructPix2PixPipeline,
+        validation_configured=lambda args: held_out is not None and args.num_validation_images > 0,
+        validation_images=lambda pipeline, args, generator: validation_strips(pipeline, args, generator, held_out, resolve),
+        load_unet=load_custom_unet if args.custom_unet_path else None,
+        before_training=fill_latent_cache if args.cache_latents else None,
+    )
+
+
+def load_held_out(args):
+    """The processed dataset's test split, for validation strips (None if there is none)."""
+    from ip2p.processed import is_processed_dataset, load_processed_dataset
+
+    folder = Path(args.train_data_dir or args.dataset_name)
+    if not is_processed_dataset(folder):
+        return None
+    splits = load_processed_dataset(folder).splits
+    return splits["test"] if "test" in splits else None
+
+
+def load_custom_unet(args):
+    from diffusers import UNet2DConditionModel
+
+    path = Path(args.custom_unet_path)
+    folder = path / "unet" if (path / "unet" / "config.json").is_file() else path
+    if not (folder / "config.json").is_file():
+        raise UserError(f"--custom_unet_path {path}: no UNet there (expected config.json); build one with make_video_model.py")
+    return UNet2DConditionModel.from_pretrained(str(folder), use_safetensors=True)
+
+
+def fill_latent_cache(args, models, accelerator, dataset, weight_dtype):
+    from ip2p.latent_cache import LatentCache, fill_cache, vae_fingerprint
+
+    crop = "center"
+    cache = LatentCache(Path(args.latent_cache_dir), vae_fingerprint(models.vae, args.resolution, crop))
+    try:
+        requests = dataset.cache_requests(accelerator.process_index, accelerator.num_processes)
+        encoded = fill_cache(cache, requests, dataset.pixels, models.vae, accelerator.device, weight_dtype,
+                             batch_size=max(1, args.train_batch_size), show_progress=accelerator.is_main_process)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read a training frame while caching latents ({type(err).__name__}: {err}); "
+                        "check the data with quick_test.py") from None
+    accelerator.wait_for_everyone()
+    dataset.cache = cache
+    accelerator.print(f"latent cache {cache.folder}: encoded {encoded}, reused {len(requests) - encoded} "
+                      f"(of this process's {len(requests)} entries)")
+
+
+def validation_strips(pipeline, args, generator, held_out, resolve):
+    """Last observed frame | prediction | true next frame, for the first held-out samples."""
+    from PIL import ImageOps
+
+    from ip2p.edit_data import open_image
+    from ip2p.strips import make_strip
+
+    strips = []
+    size = (args.resolution, args.resolution)
+    for row in held_out.select(range(min(args.num_validation_images, len(held_out)))):
+        frames = [ImageOps.fit(open_image(p, resolve), size) for p in row[args.original_image_column]]
+        prediction = pipeline(row[args.edit_prompt_column], frames, num_inference_steps=20, generator=generator).images[0]
+        truth = open_image(row[args.edited_image_column], resolve)
+        strips.append(make_strip([frames[-1], prediction, truth], args.resolution))
+    return strips
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from ip2p.training import train
+
+    train(args, video_task(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
