@@ -107,8 +107,9 @@ def build_parser(description: str, defaults: Optional[Dict[str, object]] = None,
         for flag, kind, default, help_text in arguments:
             if kind == "store_true":
                 group.add_argument(flag, action="store_true", default=default, help=help_text)
-            elif kind == "bool":  # --flag / --no_flag
-                group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            elif kind == "bool":  # --flag / --no_flag, in the underscore style of the other flags
+                group.add_argument(flag, action="store_true", default=default, help=help_text)
+                group.add_argument(f"--no_{flag[2:]}", dest=flag[2:], action="store_false", help=f"turn {flag} off")
             else:
                 group.add_argument(flag, type=kind, default=default, help=help_text, choices=CHOICES.get(flag))
     if defaults:

@@ -1,0 +1,249 @@
+"""The 20-frame model on the tiny pipeline and generated clips."""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from conftest import REPO, numbered_clip_root, run_script, script_env, write_clip
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    """3 train clips + 1 held-out clip (32x32, 21 frames) and their processed dataset."""
+    root = tmp_path_factory.mktemp("clips")
+    numbered_clip_root(root / "raw")
+    done = run_script("make_dataset.py", "--data-root", "raw", "--output-dir", "processed", cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def video_model(tmp_path_factory, tiny_model) -> Path:
+    work = tmp_path_factory.mktemp("video_model")
+    done = run_script("make_video_model.py", "--base", tiny_model, "--output-dir", work / "video20", cwd=work)
+    assert done.returncode == 0, done.stderr
+    return work / "video20"
+
+
+def train_video(cwd: Path, tiny_model: Path, data: Path, output: str, *extra, timeout=300):
+    return run_script(
+        "train_video_ip2p.py", "--pretrained_model_name_or_path", tiny_model, "--train_data_dir", data,
+        "--output_dir", output, "--resolution", 32, "--train_batch_size", 2, "--gradient_accumulation_steps", 1,
+        "--lr_warmup_steps", 0, "--latent_cache_dir", cwd / "cache", "--num_validation_images", 1, *extra,
+        cwd=cwd, timeout=timeout,
+    )
+
+
+def logged_losses(output: Path) -> list:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next(output.glob("logs/**/events.out.tfevents.*")).parent))
+    events.Reload()
+    return [event.value for event in events.Scalars("train/loss")]
+
+
+def test_make_video_model_keeps_the_base_output_given_the_newest_frame(tiny_model, video_model):
+    from diffusers import UNet2DConditionModel
+
+    base = UNet2DConditionModel.from_pretrained(str(tiny_model / "unet")).eval()
+    wide = UNet2DConditionModel.from_pretrained(str(video_model / "unet")).eval()
+    assert wide.config.in_channels == 84
+    noisy, frames, text = torch.randn(1, 4, 8, 8), torch.randn(1, 80, 8, 8), torch.randn(1, 77, 32)
+    with torch.no_grad():
+        expected = base(torch.cat([noisy, frames[:, -4:]], 1), 10, encoder_hidden_states=text).sample
+        actual = wide(torch.cat([noisy, frames], 1), 10, encoder_hidden_states=text).sample
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+    assert json.loads((video_model / "model_index.json").read_text())["_class_name"] == "VideoInstructPix2PixPipeline"
+
+
+def test_cached_and_uncached_training_give_the_same_losses(tmp_path, tiny_model, clips):
+    common = ["--max_train_steps", 4, "--seed", 0, "--checkpointing_steps", 10]
+    done = train_video(tmp_path, tiny_model, clips / "processed", "plain", "--no_cache_latents", *common)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "latent cache" not in done.stdout
+    done = train_video(tmp_path, tiny_model, clips / "processed", "cached", *common)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "encoded 3, reused 0" in done.stdout
+    plain, cached = logged_losses(tmp_path / "plain"), logged_losses(tmp_path / "cached")
+    assert len(plain) == 4
+    torch.testing.assert_close(torch.tensor(cached), torch.tensor(plain), rtol=1e-4, atol=1e-6)
+
+
+def test_cache_is_reused_by_later_runs_and_invalidated_by_changes(tmp_path, tiny_model, clips):
+    data = tmp_path / "clips"
+    shutil.copytree(clips, data, symlinks=True)
+    run = lambda *extra: train_video(tmp_path, tiny_model, data / "processed", "out", "--max_train_steps", 1, "--seed", 0, *extra)
+    assert "encoded 3, reused 0" in run().stdout
+    assert "encoded 0, reused 3" in run().stdout
+    assert "encoded 3, reused 0" in run("--resolution", 16).stdout  # another resolution: other latents
+    frame = data / "raw/train/drop_object/video_0/10.jpg"
+    Image.open(frame).rotate(90).save(frame)  # the frame changed after caching
+    damaged = next((tmp_path / "cache").rglob("*.safetensors"))
+    damaged.write_bytes(damaged.read_bytes()[:100])  # as if a write broke off
+    done = run()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "encoded 2, reused 1" in done.stdout or "encoded 1, reused 2" in done.stdout
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
+
+
+def test_vae_is_not_called_after_the_cache_is_filled(tmp_path, tiny_model, clips, monkeypatch):
+    from diffusers import AutoencoderKL
+
+    import train_video_ip2p
+
+    calls = []
+    original = AutoencoderKL.encode
+    monkeypatch.setattr(AutoencoderKL, "encode", lambda self, *a, **k: calls.append(a[0].shape[0]) or original(self, *a, **k))
+    monkeypatch.chdir(tmp_path)
+    args = ["--pretrained_model_name_or_path", str(tiny_model), "--train_data_dir", str(clips / "processed"),
+            "--output_dir", "out", "--resolution", "32", "--train_batch_size", "3", "--gradient_accumulation_steps", "1",
+            "--num_train_epochs", "3", "--seed", "0", "--latent_cache_dir", "cache", "--num_validation_images", "0",
+            "--report_to", "none"]
+    assert train_video_ip2p.main(args) == 0
+    assert calls == [3 * 21]  # one batch of 3 clips x 21 frames while filling the cache, none in 3 epochs of training
+    assert json.loads((tmp_path / "out/training_args.json").read_text())["num_train_epochs"] == 3
+
+
+def test_video_resume_matches_an_uninterrupted_run(tmp_path, tiny_model, clips):
+    common = ["--seed", 5, "--checkpointing_steps", 2, "--random_flip", "--use_ema"]
+    assert train_video(tmp_path, tiny_model, clips / "processed", "full", "--max_train_steps", 4, *common).returncode == 0
+    assert train_video(tmp_path, tiny_model, clips / "processed", "split", "--max_train_steps", 2, *common).returncode == 0
+    done = train_video(tmp_path, tiny_model, clips / "processed", "split", "--max_train_steps", 4,
+                       "--resume_from_checkpoint", "latest", *common)
+    assert done.returncode == 0, done.stderr[-3000:]
+    full = load_file(str(tmp_path / "full/unet/diffusion_pytorch_model.safetensors"))
+    resumed = load_file(str(tmp_path / "split/unet/diffusion_pytorch_model.safetensors"))
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+
+
+def test_trained_model_predicts_through_the_pipeline_and_predict_py(tmp_path, tiny_model, video_model, clips):
+    done = train_video(tmp_path, tiny_model, clips / "processed", "out", "--max_train_steps", 2, "--seed", 0,
+                       "--custom_unet_path", video_model)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list((tmp_path / "out/validation").rglob("*.png"))) >= 1
+    strip = Image.open(next((tmp_path / "out/validation").rglob("*.png")))
+    assert strip.size == (32 * 3, 32)  # last observed | prediction | truth
+
+    from ip2p.video_pipeline import VideoInstructPix2PixPipeline
+
+    pipeline = VideoInstructPix2PixPipeline.from_pretrained(str(tmp_path / "out"))
+    frames = [Image.open(clips / f"raw/val/move_object/video_0/{i:02d}.jpg") for i in range(20)]
+    image = pipeline("move it", frames, num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.size == (32, 32)
+    with pytest.raises(ValueError, match="predicts from 20 observed frames; got 19"):
+        pipeline("move it", frames[:19])
+    with pytest.raises(ValueError, match="one size"):
+        pipeline("move it", frames[:19] + [frames[0].resize((64, 64))])
+
+    done = run_script("predict.py", "--model", tmp_path / "out", "--video", clips / "raw/val/move_object/video_0",
+                      "--instruction", "move it", "--resolution", 32, "--num-inference-steps", 2, "--output-dir", "pred", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert Image.open(tmp_path / "pred/prediction.png").size == (32, 32)
+    assert Image.open(tmp_path / "pred/strip.png").size == (96, 32)  # the clip's 21st frame is the truth
+    done = run_script("predict.py", "--model", tmp_path / "out", "--dataset", clips / "processed", "--index", 0,
+                      "--resolution", 32, "--num-inference-steps", 2, "--output-dir", "pred2", cwd=tmp_path)
+    assert done.returncode == 0 and "'move object number 0'" in done.stdout
+    short = tmp_path / "short_clip"
+    write_clip(short, num_frames=5)
+    done = run_script("predict.py", "--model", tmp_path / "out", "--video", short, "--instruction", "x", cwd=tmp_path)
+    assert done.returncode != 0 and "5 observed frames, but the model needs 20" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_flipped_samples_mirror_their_instruction_and_all_frames(tmp_path, tiny_model, clips):
+    from ip2p.edit_data import tokenize
+    from ip2p.processed import load_processed_dataset
+    from ip2p.tiny_model import build_tiny_tokenizer
+    from ip2p.video_data import VideoSamples
+
+    dataset = load_processed_dataset(clips / "processed")
+    split = dataset.splits["train"].map(lambda row: {"edit_prompt": "moving the cup from left to right"})
+    args = argparse.Namespace(original_image_column="input_frames", edited_image_column="edited_image",
+                              edit_prompt_column="edit_prompt", resolution=32, random_crop=False, random_flip=True)
+    tokenizer = build_tiny_tokenizer()
+    samples = VideoSamples(split, dataset.frame_path, args, tokenizer, seed=0)
+    flipped_text = tokenize(tokenizer, ["moving the cup from right to left"])[0]
+    plain_text = tokenize(tokenizer, ["moving the cup from left to right"])[0]
+    outcomes = set()
+    for epoch in range(8):
+        item = samples[(epoch, 0)]
+        was_flipped = torch.equal(item["input_ids"], flipped_text)
+        assert was_flipped or torch.equal(item["input_ids"], plain_text)
+        pixels = torch.cat([item["condition_pixels"], item["target_pixels"][None]])
+        assert torch.equal(pixels, samples.pixels(0, False).flip(-1) if was_flipped else samples.pixels(0, False))
+        outcomes.add(was_flipped)
+    assert outcomes == {True, False}
+
+
+def test_bad_video_inputs_end_in_one_clear_line(tmp_path, tiny_model, clips):
+    from ip2p.tiny_model import build_tiny_pipeline  # noqa: F401  (the tiny model is the base of every case)
+
+    narrow = tmp_path / "video10"
+    done = run_script("make_video_model.py", "--base", tiny_model, "--num-frames", 10, "--output-dir", narrow, cwd=tmp_path)
+    assert done.returncode == 0
+    data = tmp_path / "clips"
+    shutil.copytree(clips, data)
+    (data / "raw/train/cover_object/video_1/13.jpg").unlink()  # lost after the dataset was built
+    cases = [
+        (train_video(tmp_path, tiny_model, clips / "processed", "o1", "--max_train_steps", 1, "--custom_unet_path", narrow),
+         "the UNet has 44 input channels; 20 conditioning frame(s) need 84"),
+        (train_video(tmp_path, tiny_model, data / "processed", "o2", "--max_train_steps", 1),
+         "cannot read a training frame while caching latents"),
+        (train_video(tmp_path, tiny_model, data / "processed", "o3", "--max_train_steps", 3, "--no_cache_latents", "--seed", 0),
+         "cannot read a frame"),
+        (train_video(tmp_path, tiny_model, clips / "processed", "o4", "--max_train_steps", 1, "--random_crop"),
+         "cannot be cached"),
+    ]
+    for done, message in cases:
+        assert done.returncode != 0
+        last = done.stderr.strip().splitlines()[-1]
+        assert message in last and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "train/cover_object/video_1/13.jpg" in cases[1][0].stderr + cases[2][0].stderr
+
+
+def test_run_video_training_launches_two_cpu_processes(tmp_path, tiny_model, video_model, clips):
+    env = script_env(tmp_path, VIDEO_TRAIN_PROCESSES="2", MASTER_PORT=str(29000 + os.getpid() % 900))
+    command = [sys.executable, str(REPO / "run_video_training.py"), "--pretrained_model_name_or_path", str(tiny_model),
+               "--custom_unet_path", str(video_model), "--train_data_dir", str(clips / "processed"), "--output_dir", "out",
+               "--resolution", "32", "--train_batch_size", "1", "--gradient_accumulation_steps", "1", "--max_train_steps", "2",
+               "--latent_cache_dir", "cache", "--num_validation_images", "1"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "no GPU visible: running 2 CPU process(es)" in done.stdout
+    assert "UNet weights identical on all 2 processes" in done.stdout
+    assert (tmp_path / "out/model_index.json").is_file()
+
+    failing = [c if c != str(video_model) else str(tmp_path / "nowhere") for c in command]
+    done = subprocess.run(failing, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "--custom_unet_path" in done.stderr and "training failed in a worker process" in done.stderr
+
+
+def test_accelerate_launch_runs_the_video_trainer(tmp_path, tiny_model, clips):
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "train_video_ip2p.py"),
+               "--pretrained_model_name_or_path", str(tiny_model), "--train_data_dir", str(clips / "processed"),
+               "--output_dir", "out", "--resolution", "32", "--max_train_steps", "1", "--latent_cache_dir", "cache"]
+    done = subprocess.run(command, cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "out/unet/config.json").read_text())["in_channels"] == 84
+
+
+def test_cache_benchmark_prints_both_rows_and_the_ratio(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/video_cache_throughput.py"), "--resolution", "32",
+                           "--clips", "2", "--batch-size", "2", "--steps", "2"],
+                          cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[-3].startswith("| online VAE encoding (no cache) | ") and lines[-2].startswith("| cached latents | ")
+    assert lines[-1].startswith("cached / online: ") and lines[-1].endswith("x")
+    assert float(lines[-1].split(": ")[1][:-1]) > 0
