@@ -3,7 +3,6 @@
 import argparse
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -185,8 +184,6 @@ def test_flipped_samples_mirror_their_instruction_and_all_frames(tmp_path, tiny_
 
 
 def test_bad_video_inputs_end_in_one_clear_line(tmp_path, tiny_model, clips):
-    from ip2p.tiny_model import build_tiny_pipeline  # noqa: F401  (the tiny model is the base of every case)
-
     narrow = tmp_path / "video10"
     done = run_script("make_video_model.py", "--base", tiny_model, "--num-frames", 10, "--output-dir", narrow, cwd=tmp_path)
     assert done.returncode == 0
