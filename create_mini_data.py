@@ -11,17 +11,23 @@ from pathlib import Path
 from ip2p.atomic_dir import atomic_output_dir
 from ip2p.cli import make_parser, run_main
 from ip2p.mini_data import is_mini_dataset, write_mini_dataset, write_test_video
+from ip2p.synthetic import write_synthetic_dataset
 
 
 def parse_args(argv):
     parser = make_parser(__doc__)
     parser.add_argument("--output-dir", type=Path, default=Path("dataset_mini"), help="folder to write")
     parser.add_argument("--num-frames", type=int, default=21, help="frames in the clip (20 observed + 1 target)")
-    parser.add_argument("--size", type=int, default=128, help="frame width and height in pixels")
+    parser.add_argument("--size", type=int, default=None, help="frame width and height in pixels (default: 128, or 64 with --synthetic)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same files")
     parser.add_argument("--test-video", action="store_true",
                         help="also write test_video/ (the last two frames + test_video.json) for prepare_test_data.py")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="write learnable clips of the three task families (train/ and val/) instead of the one mini clip")
+    parser.add_argument("--videos-per-task", type=int, default=30, help="training clips per task family (with --synthetic)")
+    parser.add_argument("--val-videos-per-task", type=int, default=5, help="held-out clips per task family (with --synthetic)")
     args = parser.parse_args(argv)
+    args.size = args.size or (64 if args.synthetic else 128)
     if args.num_frames < 1 or args.size < 16:
         parser.error("--num-frames must be at least 1 and --size at least 16")
     return args
@@ -30,10 +36,17 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     with atomic_output_dir(args.output_dir, is_ours=is_mini_dataset) as staging:
-        write_mini_dataset(staging, args.num_frames, args.size, args.seed)
+        if args.synthetic:
+            write_synthetic_dataset(staging, args.videos_per_task, args.val_videos_per_task, args.size, args.seed)
+        else:
+            write_mini_dataset(staging, args.num_frames, args.size, args.seed)
         if args.test_video:
             write_test_video(staging, args.num_frames, args.size, args.seed)
-    print(f"wrote {args.num_frames} frames of {args.size}x{args.size} to {args.output_dir}")
+    if args.synthetic:
+        print(f"wrote {args.videos_per_task} training and {args.val_videos_per_task} held-out clips per task family "
+              f"({args.size}x{args.size}) to {args.output_dir}")
+    else:
+        print(f"wrote {args.num_frames} frames of {args.size}x{args.size} to {args.output_dir}")
     return 0
 
 

@@ -24,6 +24,9 @@ VIDEO_ARGUMENTS = {"video": [
     ("--cache_latents", "bool", True, "encode each frame with the VAE once and reuse the latents in later epochs and runs"),
     ("--latent_cache_dir", str, "latent_cache", "where cached latents live (keyed by data, resolution and VAE)"),
     ("--random_crop", "store_true", False, "random instead of centre crops (cannot be cached: needs --no_cache_latents)"),
+    ("--prediction_target", str, "frame", "frame: denoise the next frame's latent (InstructPix2Pix); residual: denoise "
+                                          "its change from the last frame's latent (saved in the model)"),
+    ("--residual_scale", float, None, "divisor of the residual target (default: its standard deviation over the training data)"),
 ]}
 
 
@@ -32,6 +35,8 @@ def parse_args(argv):
     args = parse_training_args(parser, argv)
     if args.cache_latents and args.random_crop:
         parser.error("--random_crop changes every epoch and cannot be cached; add --no_cache_latents")
+    if args.prediction_target not in ("frame", "residual"):
+        parser.error("--prediction_target must be frame or residual")
     return args
 
 
@@ -49,14 +54,43 @@ def video_task(args):
     def build_dataset(args, tokenizer, seed):
         return VideoSamples(select_samples(split, args.max_train_samples, seed), resolve, args, tokenizer, seed)
 
-    return TrainingTask(
+    task = TrainingTask(
         name="video-instruct-pix2pix", num_conditioning_frames=num_frames, build_dataset=build_dataset,
         pipeline_class=VideoInstructPix2PixPipeline,
         validation_configured=lambda args: held_out is not None and args.num_validation_images > 0,
         validation_images=lambda pipeline, args, generator: validation_strips(pipeline, args, generator, held_out, resolve),
         load_unet=load_custom_unet if args.custom_unet_path else None,
-        before_training=fill_latent_cache if args.cache_latents else None,
     )
+
+    def before_training(args, models, accelerator, dataset, weight_dtype):
+        if args.cache_latents:
+            fill_latent_cache(args, models, accelerator, dataset, weight_dtype)
+        if args.prediction_target == "residual" and args.residual_scale is None:
+            args.residual_scale = residual_scale(dataset, models.vae, accelerator, weight_dtype)
+            accelerator.print(f"residual target scale (std over the training data): {args.residual_scale:.4f}")
+        task.pipeline_kwargs.update(prediction_target=args.prediction_target, residual_scale=args.residual_scale or 1.0)
+
+    task.before_training = before_training
+    return task
+
+
+def residual_scale(dataset, vae, accelerator, weight_dtype, max_samples: int = 64) -> float:
+    """Standard deviation of (next-frame latent - last-frame latent), so the
+    residual target has unit variance like SD's scaled latents. Every process
+    computes it from the same first samples, so all agree."""
+    import torch
+
+    from ip2p.latents import encode_moments
+
+    changes = []
+    for index in range(min(max_samples, len(dataset))):
+        moments = dataset.cache.load(dataset.cache_key(index, False)) if dataset.cache else None
+        if moments is None:
+            pixels = dataset.pixels(index, False)[None].to(accelerator.device, dtype=weight_dtype)
+            moments = encode_moments(vae, pixels)[0].cpu()
+        mean = moments[:, : moments.shape[1] // 2]  # moments = [mean, log-variance]
+        changes.append((mean[-1] - mean[-2]) * vae.config.scaling_factor)
+    return max(float(torch.stack(changes).std()), 1e-3)
 
 
 def load_held_out(args):
@@ -107,9 +141,11 @@ def validation_strips(pipeline, args, generator, held_out, resolve):
 
     strips = []
     size = (args.resolution, args.resolution)
+    output_mode = "composite" if args.prediction_target == "residual" else "frame"
     for row in held_out.select(range(min(args.num_validation_images, len(held_out)))):
         frames = [ImageOps.fit(open_image(p, resolve), size) for p in row[args.original_image_column]]
-        prediction = pipeline(row[args.edit_prompt_column], frames, num_inference_steps=20, generator=generator).images[0]
+        prediction = pipeline(row[args.edit_prompt_column], frames, num_inference_steps=20, generator=generator,
+                              output_mode=output_mode).images[0]
         truth = open_image(row[args.edited_image_column], resolve)
         strips.append(make_strip([frames[-1], prediction, truth], args.resolution))
     return strips

@@ -19,10 +19,16 @@ def encode_moments(vae, pixels: torch.Tensor) -> torch.Tensor:
     return moments.float().reshape(batch, frames, *moments.shape[1:])
 
 
-def latents_from_moments(moments: torch.Tensor, scaling_factor: float, generator: torch.Generator):
+def latents_from_moments(moments: torch.Tensor, scaling_factor: float, generator: torch.Generator,
+                         prediction_target: str = "frame", residual_scale: float = 1.0):
     """(target latents, conditioning latents): the last frame is the target,
-    the others are stacked in the channel axis, oldest first."""
+    the others are stacked in the channel axis, oldest first. With
+    ``prediction_target="residual"`` the target is the change from the last
+    observed frame's latent, divided by ``residual_scale``."""
     batch, frames = moments.shape[:2]
     target = DiagonalGaussianDistribution(moments[:, -1]).sample(generator=generator) * scaling_factor
+    if prediction_target == "residual":
+        last = DiagonalGaussianDistribution(moments[:, -2]).mode() * scaling_factor
+        target = (target - last) / residual_scale
     condition = DiagonalGaussianDistribution(moments[:, :-1].flatten(0, 1)).mode()
     return target, condition.reshape(batch, (frames - 1) * condition.shape[1], *condition.shape[2:])

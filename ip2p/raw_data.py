@@ -131,7 +131,7 @@ def _samples_from_metadata(data_root: Path, entries: list, num_input_frames: int
         if not isinstance(instruction, str) or not instruction.strip():
             result.problems.append(SampleProblem(sample_id, "empty or missing 'instruction'"))
             continue
-        task_type = entry.get("task_type") or _task_type_from_path(relative)
+        task_type = entry.get("task_type") or task_type_from_path(relative)
         frames, problem = _numbered_sample_frames(data_root / relative, relative, num_input_frames)
         if problem:
             result.problems.append(SampleProblem(sample_id, problem))
@@ -177,7 +177,7 @@ def _observe_sample(folder: Path, relative: str, names: List[str], num_input_fra
         return None, f"too few frames: {len(observed)} observe_*.jpg, need {num_input_frames}"
     # The target follows the last observed frame, so the frames next to it are the last ones.
     inputs = [f"{relative}/{observed[i]}" for i in sorted(observed)[-num_input_frames:]]
-    sample = RawSample(relative, _split_from_path(relative), _task_type_from_path(relative), instruction, inputs, f"{relative}/{targets[0]}")
+    sample = RawSample(relative, _split_from_path(relative), task_type_from_path(relative), instruction, inputs, f"{relative}/{targets[0]}")
     return sample, None
 
 
@@ -266,7 +266,7 @@ def _split_from_path(relative: str) -> str:
     return "test" if PurePosixPath(relative).parts[0].lower() in TEST_SPLIT_FOLDERS else "train"
 
 
-def _task_type_from_path(relative: str) -> str:
+def task_type_from_path(relative: str) -> str:
     # train/<task_type>/video_12 -> task_type; anything shallower has none.
     parts = PurePosixPath(relative).parts
     return parts[1] if len(parts) >= 3 else "unknown"

@@ -323,7 +323,8 @@ class TrainingLoop:
         else:
             pixels = torch.cat([batch["condition_pixels"], batch["target_pixels"][:, None]], dim=1)
             moments = encode_moments(vae, pixels.to(device, dtype=self.weight_dtype))
-        return latents_from_moments(moments, vae.config.scaling_factor, self.generator)
+        return latents_from_moments(moments, vae.config.scaling_factor, self.generator,
+                                    getattr(self.args, "prediction_target", "frame"), getattr(self.args, "residual_scale", 1.0))
 
     def optimizer_step(self) -> None:
         self.accelerator.clip_grad_norm_(self.models.unet.parameters(), self.args.max_grad_norm)

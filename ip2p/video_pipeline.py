@@ -9,6 +9,16 @@ two-way classifier-free guidance (Brooks et al. 2023, eq. 3):
 
 with s_T = ``guidance_scale`` and s_I = ``image_guidance_scale``; it works
 because training dropped the text, the frames, or both.
+
+Two choices trade realism for fidelity (README, "Predicting the change"):
+- ``prediction_target`` (a training choice, saved in ``model_index.json``):
+  ``"frame"`` denoises the next frame's latent (InstructPix2Pix's objective);
+  ``"residual"`` denoises the change from the last frame's latent, divided
+  by ``residual_scale`` so it has unit variance.
+- ``output_mode`` (per call): ``"frame"`` decodes the predicted latent;
+  ``"composite"`` adds the decoded change to the last frame's exact pixels
+  (last + decode(prediction) - decode(last latent)), so regions that do not
+  change keep their pixels instead of the VAE's reconstruction of them.
 """
 
 from typing import List, Optional, Union
@@ -25,9 +35,13 @@ from .models import LATENT_CHANNELS
 class VideoInstructPix2PixPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->unet->vae"
 
-    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler):
+    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, prediction_target: str = "frame",
+                 residual_scale: float = 1.0):
         super().__init__()
+        if prediction_target not in ("frame", "residual"):
+            raise ValueError(f"prediction_target must be 'frame' or 'residual', got {prediction_target!r}")
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+        self.register_to_config(prediction_target=prediction_target, residual_scale=float(residual_scale))
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
@@ -47,34 +61,55 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
             raise ValueError(f"frames of {width}x{height} are smaller than the VAE's {self.vae_scale_factor}x downsampling")
 
     @torch.no_grad()
-    def encode_prompt(self, prompt: str, device) -> torch.Tensor:
-        """Embeddings of ``[prompt, ""]``: the instruction and the dropped text."""
-        tokens = self.tokenizer([prompt, ""], max_length=self.tokenizer.model_max_length, padding="max_length",
+    def encode_prompts(self, prompts: List[str], device) -> torch.Tensor:
+        tokens = self.tokenizer(prompts, max_length=self.tokenizer.model_max_length, padding="max_length",
                                 truncation=True, return_tensors="pt").input_ids
         return self.text_encoder(tokens.to(device))[0]
 
     @torch.no_grad()
-    def encode_frames(self, frames: List[PIL.Image.Image], device) -> torch.Tensor:
-        """Conditioning latents ``(1, 4 * N, h, w)``: VAE mode, unscaled, oldest first."""
-        pixels = self.image_processor.preprocess(frames).to(device, dtype=self.vae.dtype)
-        latents = self.vae.encode(pixels).latent_dist.mode()
-        return latents.reshape(1, -1, *latents.shape[2:])
-
-    @torch.no_grad()
-    def __call__(self, prompt: str, frames: List[PIL.Image.Image], num_inference_steps: int = 20,
-                 guidance_scale: float = 7.5, image_guidance_scale: float = 1.5,
-                 generator: Optional[torch.Generator] = None, output_type: str = "pil",
+    def __call__(self, prompt: Union[str, List[str]], frames: Union[List[PIL.Image.Image], List[List[PIL.Image.Image]]],
+                 num_inference_steps: int = 20, guidance_scale: float = 7.5, image_guidance_scale: float = 1.5,
+                 generator: Optional[torch.Generator] = None, output_type: str = "pil", output_mode: str = "frame",
                  return_dict: bool = True) -> Union[ImagePipelineOutput, tuple]:
-        self.check_frames(frames)
-        device = self._execution_device
-        condition = self.encode_frames(frames, device)
-        text, empty = self.encode_prompt(prompt, device).chunk(2)
+        """One clip (an instruction and its frames) or a batch (lists of both)."""
+        prompts, clips = ([prompt], [frames]) if isinstance(prompt, str) else (list(prompt), list(frames))
+        if len(prompts) != len(clips):
+            raise ValueError(f"got {len(prompts)} instructions for {len(clips)} clips")
+        if output_mode not in ("frame", "composite"):
+            raise ValueError(f"output_mode must be 'frame' or 'composite', got {output_mode!r}")
+        for clip in clips:
+            self.check_frames(clip)
+        if len({clip[0].size for clip in clips}) > 1:
+            raise ValueError("all clips of a batch must have one frame size")
+        device, batch = self._execution_device, len(clips)
+        pixels = torch.stack([self.image_processor.preprocess(clip) for clip in clips]).to(device, dtype=self.vae.dtype)
+        frame_latents = self.vae.encode(pixels.flatten(0, 1)).latent_dist.mode()  # unscaled, as in training
+        frame_latents = frame_latents.reshape(batch, -1, *frame_latents.shape[1:])
+        condition = frame_latents.flatten(1, 2)
+        text, empty = self.encode_prompts(prompts, device), self.encode_prompts([""] * batch, device)
         guided = guidance_scale > 1.0 or image_guidance_scale > 1.0
         if guided:  # batch order: (text, frames), (no text, frames), (no text, no frames)
             text = torch.cat([text, empty, empty])
             condition = torch.cat([condition, condition, torch.zeros_like(condition)])
+        latents = self.denoise(text, condition, num_inference_steps, guidance_scale, image_guidance_scale, guided, generator)
+        scaling = self.vae.config.scaling_factor
+        last_latent = frame_latents[:, -1] * scaling
+        if self.config.prediction_target == "residual":
+            latents = last_latent + self.config.residual_scale * latents
+        image = self.vae.decode(latents.to(self.vae.dtype) / scaling).sample
+        if output_mode == "composite":
+            last_decoded = self.vae.decode(last_latent.to(self.vae.dtype) / scaling).sample
+            image = (pixels[:, -1] + image - last_decoded).clamp(-1, 1)
+        images = self.image_processor.postprocess(image, output_type=output_type)
+        self.maybe_free_model_hooks()
+        return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+    def denoise(self, text, condition, num_inference_steps, guidance_scale, image_guidance_scale, guided, generator):
+        """Run the sampler from noise; returns the final (scaled) latents."""
+        device = condition.device
+        batch = condition.shape[0] // (3 if guided else 1)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        shape = (1, LATENT_CHANNELS, *condition.shape[2:])
+        shape = (batch, LATENT_CHANNELS, *condition.shape[2:])
         latents = randn_tensor(shape, generator=generator, device=device, dtype=text.dtype) * self.scheduler.init_noise_sigma
         for timestep in self.progress_bar(self.scheduler.timesteps):
             model_input = torch.cat([latents] * 3) if guided else latents
@@ -85,7 +120,4 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
                 with_text, frames_only, neither = noise.chunk(3)
                 noise = neither + image_guidance_scale * (frames_only - neither) + guidance_scale * (with_text - frames_only)
             latents = self.scheduler.step(noise, timestep, latents, generator=generator).prev_sample
-        image = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
-        images = self.image_processor.postprocess(image, output_type=output_type)
-        self.maybe_free_model_hooks()
-        return ImagePipelineOutput(images=images) if return_dict else (images,)
+        return latents

@@ -1,0 +1,58 @@
+"""Image quality metrics, defined once (README, "Metrics").
+
+Images are RGB, scaled to [0, 1] (data range 1.0), compared at the size of
+the true frame. Each metric is computed per image and averaged over images.
+
+- PSNR: 10 log10(1 / MSE), the MSE over all pixels and the 3 channels;
+  capped at 100 dB so that identical images (MSE 0) give a finite mean.
+- SSIM (Wang et al. 2004): Gaussian window 11 x 11, sigma 1.5, K1 0.01,
+  K2 0.03, computed per channel and averaged over channels and positions
+  (torchmetrics' implementation).
+- LPIPS and FID need pretrained backbones; they are reported as unavailable,
+  with why, until weights supplied as local files can be loaded.
+"""
+
+from typing import Dict, List
+
+import numpy as np
+import torch
+from PIL import Image
+
+PSNR_CAP_DB = 100.0
+
+
+def to_tensor(images: List[Image.Image], size=None) -> torch.Tensor:
+    """``(N, 3, H, W)`` floats in [0, 1], resized to ``size`` (width, height) if given."""
+    arrays = [np.asarray((image.convert("RGB").resize(size, Image.BICUBIC) if size else image.convert("RGB")), dtype=np.float32)
+              for image in images]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 255.0
+
+
+def psnr(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB (see module doc)."""
+    mse = ((predictions - targets) ** 2).flatten(1).mean(dim=1)
+    return (10 * torch.log10(1.0 / mse.clamp_min(10 ** (-PSNR_CAP_DB / 10)))).clamp(max=PSNR_CAP_DB)
+
+
+def ssim(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM (see module doc)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    return structural_similarity_index_measure(predictions, targets, data_range=1.0, gaussian_kernel=True, sigma=1.5,
+                                               kernel_size=11, k1=0.01, k2=0.03, reduction="none")
+
+
+def image_metrics(predictions: List[Image.Image], targets: List[Image.Image]) -> Dict[str, List[float]]:
+    """Per-image PSNR and SSIM of predictions against targets (predictions resized to the targets' size)."""
+    truth = to_tensor(targets)
+    guess = to_tensor(predictions, size=targets[0].size)
+    return {"psnr": psnr(guess, truth).tolist(), "ssim": ssim(guess, truth).tolist()}
+
+
+def unavailable_metrics() -> Dict[str, str]:
+    """Metrics not computed, with why (never silently omitted)."""
+    return {
+        "lpips": "not computed: needs a pretrained torchvision backbone from local weight files; "
+                 "this version has no loader for them yet",
+        "fid": "not computed: needs Inception weights from a local file; this version has no loader for them yet",
+    }
