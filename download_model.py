@@ -29,6 +29,11 @@ def parse_args(argv):
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the endpoint before giving up")
     parser.add_argument("--tiny", action="store_true", help="build a tiny random pipeline offline instead of downloading")
     parser.add_argument("--seed", type=int, default=0, help="seed of the tiny pipeline's weights (with --tiny)")
+    parser.add_argument("--fit-vae-frames", type=Path, default=None,
+                        help="with --tiny: fit the tiny VAE on the images under this folder so it can encode real frames")
+    parser.add_argument("--fit-vae-steps", type=int, default=600, help="optimizer steps of that fit")
+    parser.add_argument("--unet-channels", default="32,64", help="with --tiny: UNet block widths")
+    parser.add_argument("--vae-channels", default="8,16,16,16", help="with --tiny: VAE block widths (4 blocks: 8x downsampling)")
     return parser.parse_args(argv)
 
 
@@ -36,10 +41,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.tiny:
         from ip2p.tiny_model import save_tiny_pipeline
+        from ip2p.vae_fit import channel_list
 
         local_dir = args.local_dir or TINY_MODEL_DIR
         with atomic_output_dir(local_dir, is_ours=lambda p: (p / "model_index.json").is_file()) as staging:
-            save_tiny_pipeline(staging, args.seed)
+            save_tiny_pipeline(staging, args.seed, channel_list(args.unet_channels), channel_list(args.vae_channels),
+                               args.fit_vae_frames, args.fit_vae_steps)
     else:
         local_dir = args.local_dir or REAL_MODEL_DIR
         endpoint = resolve_endpoint(args.endpoint)

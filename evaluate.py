@@ -24,6 +24,8 @@ def parse_args(argv):
     parser.add_argument("--image-guidance-scale", type=float, default=1.5, help="frame guidance scale")
     parser.add_argument("--output-mode", choices=["frame", "composite"], default=None,
                         help="frame, or composite (last frame + decoded change) (default: composite for residual models)")
+    parser.add_argument("--sampler", choices=["saved", "ddim", "euler_ancestral"], default="saved",
+                        help="sampler: the model's saved one, deterministic DDIM, or stochastic Euler ancestral")
     parser.add_argument("--batch-size", type=int, default=8, help="clips predicted together")
     parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
     parser.add_argument("--grid-samples", type=int, default=8, help="samples shown in grid.png")
@@ -37,6 +39,14 @@ def model_resolution(model_dir: Path) -> int:
 
     args_file = model_dir / "training_args.json"
     return json.loads(args_file.read_text())["resolution"] if args_file.is_file() else 256
+
+
+def use_sampler(pipeline, name: str) -> None:
+    from diffusers import DDIMScheduler, EulerAncestralDiscreteScheduler
+
+    classes = {"ddim": DDIMScheduler, "euler_ancestral": EulerAncestralDiscreteScheduler}
+    if name in classes:
+        pipeline.scheduler = classes[name].from_config(pipeline.scheduler.config)
 
 
 def main(argv=None) -> int:
@@ -53,6 +63,7 @@ def main(argv=None) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     pipeline = VideoInstructPix2PixPipeline.from_pretrained(str(args.model), use_safetensors=True).to(device)
     pipeline.set_progress_bar_config(disable=True)
+    use_sampler(pipeline, args.sampler)
     resolution = args.resolution or model_resolution(args.model)
     output_mode = args.output_mode or ("composite" if pipeline.config.prediction_target == "residual" else "frame")
     samples = samples_from_data(args.data, args.split, pipeline.num_frames)[: args.max_samples]
@@ -66,7 +77,7 @@ def main(argv=None) -> int:
             progress.update(min(args.batch_size, len(samples) - start))
     summary = summarise(results)
     meta = {"model": str(args.model), "data": str(args.data), "split": args.split, "resolution": resolution,
-            "settings": {**settings, "seed": args.seed}, "unavailable_metrics": unavailable_metrics()}
+            "settings": {**settings, "seed": args.seed, "sampler": type(pipeline.scheduler).__name__}, "unavailable_metrics": unavailable_metrics()}
     write_outputs(args.output_dir, results, summary, meta, args.grid_samples, resolution)
     print(markdown_table(summary))
     for metric, reason in meta["unavailable_metrics"].items():

@@ -40,21 +40,22 @@ def build_tiny_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
-def build_tiny_pipeline(seed: int = 0):
-    """Return a ``StableDiffusionInstructPix2PixPipeline`` with tiny random weights."""
+def build_tiny_pipeline(seed: int = 0, unet_channels=(32, 64), vae_channels=(8, 16, 16, 16)):
+    """Return a ``StableDiffusionInstructPix2PixPipeline`` with tiny random weights
+    (channel widths adjustable; the VAE always has 4 blocks, so it downsamples 8x)."""
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer = build_tiny_tokenizer()
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        sample_size=32, in_channels=8, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        sample_size=32, in_channels=8, out_channels=4, layers_per_block=1, block_out_channels=tuple(unet_channels),
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=TINY_TEXT_WIDTH, attention_head_dim=4, norm_num_groups=8,
     )
     # Four blocks, as in SD's VAE, so latents are 1/8 of the image size.
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16, 16, 16), layers_per_block=1,
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=tuple(vae_channels), layers_per_block=1,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
         norm_num_groups=8, sample_size=256,
     )
@@ -70,5 +71,14 @@ def build_tiny_pipeline(seed: int = 0):
     )
 
 
-def save_tiny_pipeline(output_dir: Path, seed: int = 0) -> None:
-    build_tiny_pipeline(seed).save_pretrained(str(output_dir), safe_serialization=True)
+def save_tiny_pipeline(output_dir: Path, seed: int = 0, unet_channels=(32, 64), vae_channels=(8, 16, 16, 16),
+                       fit_frames=None, fit_steps: int = 600) -> None:
+    """Build and save; with ``fit_frames`` (a folder) the VAE is first fitted on those frames."""
+    pipeline = build_tiny_pipeline(seed, unet_channels, vae_channels)
+    if fit_frames is not None:
+        from .vae_fit import fit_vae, load_frames
+
+        quality, scaling = fit_vae(pipeline.vae, load_frames(fit_frames, 4000, seed), fit_steps, seed=seed)
+        print(f"tiny VAE fitted on {fit_frames} for {fit_steps} steps: held-out reconstruction {quality:.2f} dB PSNR, "
+              f"scaling factor {scaling:.4f}")
+    pipeline.save_pretrained(str(output_dir), safe_serialization=True)

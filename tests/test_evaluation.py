@@ -1,0 +1,155 @@
+"""Metrics, synthetic clips, evaluate.py, the residual objective and VAE fitting."""
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import run_script, write_clip, write_metadata
+from ip2p.metrics import PSNR_CAP_DB, image_metrics, psnr, ssim
+
+
+def test_metrics_against_known_values():
+    rng = np.random.default_rng(0)
+    image = torch.from_numpy(rng.uniform(0.2, 0.8, (2, 3, 32, 32)).astype(np.float32))
+    assert psnr(image, image).tolist() == [PSNR_CAP_DB, PSNR_CAP_DB]
+    torch.testing.assert_close(ssim(image, image), torch.ones(2))
+    offset = psnr(image + 0.1, image)  # MSE 0.01 -> exactly 20 dB
+    torch.testing.assert_close(offset, torch.full((2,), 20.0), rtol=1e-4, atol=1e-4)
+    shifted = torch.roll(image, shifts=2, dims=3)
+    assert (ssim(shifted, image) < 0.5).all() and (psnr(shifted, image) < 20).all()
+    half = image_metrics([Image.new("RGB", (8, 8), (0, 0, 0))], [Image.new("RGB", (8, 8), (255, 255, 255))])
+    assert half["psnr"] == [0.0]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    done = run_script("create_mini_data.py", "--synthetic", "--output-dir", "raw", "--videos-per-task", 2,
+                      "--val-videos-per-task", 1, "--seed", 3, cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def test_synthetic_clips_move_between_frame_20_and_21_and_match_their_text(synthetic, tmp_path):
+    metadata = json.loads((synthetic / "raw/metadata.json").read_text())
+    assert sorted({e["task_type"] for e in metadata}) == ["cover_object", "drop_object", "move_object"]
+    assert sum(e["video_path"].startswith("val/") for e in metadata) == 3
+    for entry in metadata:
+        folder = synthetic / "raw" / entry["video_path"]
+        assert len(list(folder.glob("*.png"))) == 21
+        last, target = (np.asarray(Image.open(folder / f"{i}.png"), dtype=np.float32) for i in (19, 20))
+        assert np.abs(last - target).max() > 40, f"{entry['video_path']} does not move at the end"
+        verb = {"move_object": "Moving", "drop_object": "Dropping", "cover_object": "Covering"}[entry["task_type"]]
+        assert entry["instruction"].startswith(verb)
+    again = run_script("create_mini_data.py", "--synthetic", "--output-dir", tmp_path / "again", "--videos-per-task", 2,
+                       "--val-videos-per-task", 1, "--seed", 3, cwd=tmp_path)
+    assert again.returncode == 0
+    assert (tmp_path / "again/val/move_object/video_0/20.png").read_bytes() == \
+        (synthetic / "raw/val/move_object/video_0/20.png").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def video_model(tmp_path_factory, tiny_model) -> Path:
+    work = tmp_path_factory.mktemp("evaluation_model")
+    done = run_script("make_video_model.py", "--base", tiny_model, "--output-dir", work / "video", cwd=work)
+    assert done.returncode == 0, done.stderr
+    return work / "video"
+
+
+def test_evaluate_writes_every_output_with_the_task_breakdown(synthetic, video_model, tmp_path):
+    done = run_script("evaluate.py", "--model", video_model, "--data", synthetic / "raw", "--resolution", 32,
+                      "--num-inference-steps", 2, "--batch-size", 2, "--output-dir", "eval", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "eval/metrics.json").read_text())
+    summary = metrics["summary"]
+    assert set(summary) == {"model", "copy_last", "latent_copy_last", "vae_reconstruction"}
+    assert {g: v["count"] for g, v in summary["model"].items()} == \
+        {"overall": 3, "cover_object": 1, "drop_object": 1, "move_object": 1}
+    assert len(metrics["samples"]) == 3 and set(metrics["unavailable_metrics"]) == {"lpips", "fid"}
+    rows = list(csv.DictReader(open(tmp_path / "eval/metrics.csv")))
+    assert len(rows) == 16 and {r["row"] for r in rows} == set(summary)
+    assert Image.open(tmp_path / "eval/grid.png").size == (4 * 32, 3 * 32)
+    assert "| copy_last |" in done.stdout and "lpips: unavailable" in done.stdout
+
+
+def test_copy_last_scores_perfectly_on_a_static_clip(video_model, tmp_path):
+    root = tmp_path / "static"
+    folder = root / "val/move_object/video_0"
+    write_clip(folder, num_frames=1, size=32)
+    for index in range(1, 21):
+        shutil.copy(folder / "00.jpg", folder / f"{index:02d}.jpg")
+    write_metadata(root, [{"video_path": "val/move_object/video_0", "instruction": "nothing moves", "task_type": "move_object"}])
+    done = run_script("evaluate.py", "--model", video_model, "--data", root, "--resolution", 32, "--num-inference-steps", 1,
+                      "--output-dir", "eval", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    copy_last = json.loads((tmp_path / "eval/metrics.json").read_text())["summary"]["copy_last"]["overall"]
+    assert copy_last["psnr"] == PSNR_CAP_DB and copy_last["ssim"] == pytest.approx(1.0)
+
+
+def test_evaluate_explains_bad_input(synthetic, video_model, tiny_model, tmp_path):
+    narrow = tmp_path / "video5"
+    assert run_script("make_video_model.py", "--base", tiny_model, "--num-frames", 5, "--output-dir", narrow, cwd=tmp_path).returncode == 0
+    processed = tmp_path / "processed"
+    assert run_script("make_dataset.py", "--data-root", synthetic / "raw", "--output-dir", processed, cwd=tmp_path).returncode == 0
+    cases = [
+        (run_script("evaluate.py", "--model", tmp_path / "nothing", "--data", processed, cwd=tmp_path), "is not a trained pipeline folder"),
+        (run_script("evaluate.py", "--model", video_model, "--data", processed, "--split", "validation", cwd=tmp_path),
+         "has no split 'validation'"),
+        (run_script("evaluate.py", "--model", narrow, "--data", processed, cwd=tmp_path), "has 20 frames per sample but the model takes 5"),
+    ]
+    for done, message in cases:
+        assert done.returncode != 0 and message in done.stderr.strip().splitlines()[-1] and "Traceback" not in done.stderr
+
+
+def test_residual_target_is_the_scaled_change_from_the_last_frame():
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    from ip2p.latents import latents_from_moments
+
+    moments = torch.randn(2, 4, 8, 3, 3)  # 3 observed frames + target, [mean, logvar]
+    frame, _ = latents_from_moments(moments, 0.5, torch.Generator().manual_seed(1))
+    residual, condition = latents_from_moments(moments, 0.5, torch.Generator().manual_seed(1), "residual", 0.25)
+    last = DiagonalGaussianDistribution(moments[:, -2]).mode() * 0.5
+    torch.testing.assert_close(residual, (frame - last) / 0.25)
+    assert condition.shape == (2, 12, 3, 3)
+
+
+def test_residual_training_saves_its_target_and_evaluates_in_composite_mode(synthetic, tiny_model, tmp_path):
+    processed = tmp_path / "processed"
+    assert run_script("make_dataset.py", "--data-root", synthetic / "raw", "--output-dir", processed, cwd=tmp_path).returncode == 0
+    done = run_script("train_video_ip2p.py", "--pretrained_model_name_or_path", tiny_model, "--train_data_dir", processed,
+                      "--output_dir", "out", "--resolution", 32, "--max_train_steps", 2, "--prediction_target", "residual",
+                      "--latent_cache_dir", "cache", "--num_validation_images", 1, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "residual target scale" in done.stdout
+    index = json.loads((tmp_path / "out/model_index.json").read_text())
+    assert index["prediction_target"] == "residual" and index["residual_scale"] > 0
+    done = run_script("evaluate.py", "--model", "out", "--data", processed, "--num-inference-steps", 2, "--sampler", "ddim",
+                      "--output-dir", "eval", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "eval/metrics.json").read_text())["settings"]["output_mode"] == "composite"
+
+
+def test_fitting_the_tiny_vae_makes_it_reconstruct_frames(synthetic, tmp_path):
+    from ip2p.evaluation import vae_roundtrip
+    from ip2p.metrics import image_metrics
+
+    done = run_script("download_model.py", "--tiny", "--local-dir", "fitted", "--fit-vae-frames", synthetic / "raw/train",
+                      "--fit-vae-steps", 150, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "held-out reconstruction" in done.stdout
+    assert run_script("download_model.py", "--tiny", "--local-dir", "random", cwd=tmp_path).returncode == 0
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    frames = [Image.open(p).convert("RGB") for p in sorted((synthetic / "raw/val").rglob("20.png"))]
+    quality = {}
+    for name in ("fitted", "random"):
+        pipeline = StableDiffusionInstructPix2PixPipeline.from_pretrained(str(tmp_path / name))
+        quality[name] = np.mean(image_metrics(vae_roundtrip(pipeline, frames), frames)["psnr"])
+    assert quality["fitted"] > quality["random"] + 3  # dB; about +4 after 150 steps
