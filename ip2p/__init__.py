@@ -12,6 +12,13 @@ one module per concern:
 - ``hub``          model download through the Hugging Face hub or a mirror
 - ``tiny_model``   a tiny, randomly initialised pipeline for offline use
 - ``checks``       the checks behind ``quick_test.py``
+- ``models``       channel facts and UNet input widening
+- ``train_args``, ``training``, ``edit_data``, ``checkpoints``, ``run_logger``
+                   the training engine both trainers share
+- ``conditioning``, ``transforms``, ``latents``, ``latent_cache``
+                   the pieces of a training step
+- ``video_data``, ``video_pipeline``, ``strips``   the 20-frame model
+- ``synthetic``, ``metrics``, ``evaluation``, ``vae_fit``   learnable clips and evaluation
 """
 
 __version__ = "0.1.0"

@@ -66,3 +66,12 @@ def tiny_model(tmp_path_factory) -> Path:
     done = run_script("download_model.py", "--tiny", "--local-dir", work / "tiny-model", cwd=work)
     assert done.returncode == 0, done.stderr
     return work / "tiny-model"
+
+
+@pytest.fixture(scope="session")
+def video_model(tmp_path_factory, tiny_model) -> Path:
+    """The tiny pipeline widened for 20 frames by make_video_model.py."""
+    work = tmp_path_factory.mktemp("video_model")
+    done = run_script("make_video_model.py", "--base", tiny_model, "--output-dir", work / "video20", cwd=work)
+    assert done.returncode == 0, done.stderr
+    return work / "video20"

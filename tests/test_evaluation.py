@@ -54,14 +54,6 @@ def test_synthetic_clips_move_between_frame_20_and_21_and_match_their_text(synth
         (synthetic / "raw/val/move_object/video_0/20.png").read_bytes()
 
 
-@pytest.fixture(scope="module")
-def video_model(tmp_path_factory, tiny_model) -> Path:
-    work = tmp_path_factory.mktemp("evaluation_model")
-    done = run_script("make_video_model.py", "--base", tiny_model, "--output-dir", work / "video", cwd=work)
-    assert done.returncode == 0, done.stderr
-    return work / "video"
-
-
 def test_evaluate_writes_every_output_with_the_task_breakdown(synthetic, video_model, tmp_path):
     done = run_script("evaluate.py", "--model", video_model, "--data", synthetic / "raw", "--resolution", 32,
                       "--num-inference-steps", 2, "--batch-size", 2, "--output-dir", "eval", cwd=tmp_path)

@@ -26,14 +26,6 @@ def clips(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def video_model(tmp_path_factory, tiny_model) -> Path:
-    work = tmp_path_factory.mktemp("video_model")
-    done = run_script("make_video_model.py", "--base", tiny_model, "--output-dir", work / "video20", cwd=work)
-    assert done.returncode == 0, done.stderr
-    return work / "video20"
-
-
 def train_video(cwd: Path, tiny_model: Path, data: Path, output: str, *extra, timeout=300):
     return run_script(
         "train_video_ip2p.py", "--pretrained_model_name_or_path", tiny_model, "--train_data_dir", data,
