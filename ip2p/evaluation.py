@@ -53,11 +53,11 @@ def _processed_samples(data: Path, split: str, num_frames: int) -> List[EvalSamp
     if dataset.num_input_frames != num_frames:
         raise UserError(f"{data} has {dataset.num_input_frames} frames per sample but the model takes {num_frames}")
     samples = []
-    for index in range(len(rows)):
-        frames_paths = rows[index]["input_frames"]
+    # Whole columns of paths and prompts: indexing rows would decode every target image here.
+    for index, (frames_paths, prompt) in enumerate(zip(rows["input_frames"], rows["edit_prompt"])):
         samples.append(EvalSample(
             sample_id=str(Path(frames_paths[-1]).parent), task_type=task_type_from_path(str(Path(frames_paths[-1]).parent)),
-            instruction=rows[index]["edit_prompt"],
+            instruction=prompt,
             load_frames=lambda paths=frames_paths: [open_image(p, dataset.frame_path) for p in paths],
             load_target=lambda i=index: rows[i]["edited_image"].convert("RGB"),
         ))
@@ -92,14 +92,14 @@ def evaluate_batch(pipeline, batch: List[EvalSample], resolution: int, settings:
     """Per-sample metrics of every row, plus the images the grid shows."""
     clips = [[ImageOps.fit(f, (resolution, resolution)) for f in sample.load_frames()] for sample in batch]
     targets = [sample.load_target() for sample in batch]
+    fitted_targets = [ImageOps.fit(t, (resolution, resolution)) for t in targets]
     predictions = pipeline([s.instruction for s in batch], clips, generator=generator, **settings).images
     rows = {
         "model": predictions,
         "copy_last": [sample_frames[-1] for sample_frames in clips],
         "latent_copy_last": vae_roundtrip(pipeline, [sample_frames[-1] for sample_frames in clips]),
-        "vae_reconstruction": vae_roundtrip(pipeline, [ImageOps.fit(t, (resolution, resolution)) for t in targets]),
+        "vae_reconstruction": vae_roundtrip(pipeline, fitted_targets),
     }
-    fitted_targets = [ImageOps.fit(t, (resolution, resolution)) for t in targets]
     scores = {name: image_metrics(images, fitted_targets) for name, images in rows.items()}
     results = []
     for i, sample in enumerate(batch):

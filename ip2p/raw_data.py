@@ -32,6 +32,7 @@ from .cli import UserError, read_json_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 TEST_SPLIT_FOLDERS = {"val", "validation", "test"}
+TARGET_NAMES = {f"target{ext}" for ext in IMAGE_EXTENSIONS}
 NUMBERED_FRAME = re.compile(r"^(\d+)\.(jpg|jpeg|png)$", re.IGNORECASE)
 OBSERVED_FRAME = re.compile(r"^observe_(\d+)\.(jpg|jpeg|png)$", re.IGNORECASE)
 # Top-level folders that are never clips: the single-image test clip and
@@ -167,7 +168,7 @@ def _observe_sample(folder: Path, relative: str, names: List[str], num_input_fra
         return None, "label.txt is not UTF-8 text"
     if not instruction:
         return None, "label.txt is empty (no instruction)"
-    targets = sorted(n for n in names if n.lower() in {f"target{ext}" for ext in IMAGE_EXTENSIONS})
+    targets = sorted(n for n in names if n.lower() in TARGET_NAMES)
     if len(targets) != 1:
         return None, "missing target.jpg" if not targets else f"several target images: {', '.join(targets)}"
     observed, problem = _indexed_files(names, OBSERVED_FRAME, "observe_")
@@ -315,7 +316,7 @@ def prediction_clip(folder: Path, num_input_frames: int) -> Tuple[List[Path], Op
     instruction = label.read_text(encoding="utf-8").strip() or None if label.is_file() else None
     observed, problem = _indexed_files(names, OBSERVED_FRAME, "observe_")
     if not problem:
-        targets = [n for n in names if n.lower() in {f"target{ext}" for ext in IMAGE_EXTENSIONS}]
+        targets = [n for n in names if n.lower() in TARGET_NAMES]
         inputs, target = [folder / observed[i] for i in sorted(observed)], folder / targets[0] if targets else None
     else:
         numbered, problem = _indexed_files(names, NUMBERED_FRAME, "")

@@ -42,19 +42,21 @@ class VideoSamples(torch.utils.data.Dataset):
         self.frames_column, self.target_column = args.original_image_column, args.edited_image_column
         self.prompt_column = args.edit_prompt_column
         self.resolution, self.random_crop, self.random_flip = args.resolution, args.random_crop, args.random_flip
-        # Undecoded targets: their bytes identify them in cache keys.
+        # Rows are read undecoded: the target's bytes identify it in cache keys,
+        # and reading a frame list or a prompt must not decode the target image.
         if isinstance(split.features.get(self.target_column), ImageFeature):
             self.raw = split.cast_column(self.target_column, ImageFeature(decode=False))
         else:
             self.raw = split
         self.cache: Optional[LatentCache] = None
+        self._cache_keys = {}  # (index, flipped) -> key, fixed for the run once computed
         self.num_frames = frames_per_sample(split, self.frames_column, "training data")
 
     def __len__(self) -> int:
         return len(self.split)
 
     def frame_files(self, index: int) -> List[Path]:
-        return [Path(self.resolve(p)) for p in self.split[index][self.frames_column]]
+        return [Path(self.resolve(p)) for p in self.raw[index][self.frames_column]]
 
     def pixels(self, index: int, flipped: bool, rng: Optional[random.Random] = None) -> torch.Tensor:
         """``(N + 1, 3, R, R)``: the observed frames, then the target."""
@@ -68,12 +70,15 @@ class VideoSamples(torch.utils.data.Dataset):
         return pixels.flip(-1) if flipped else pixels
 
     def cache_key(self, index: int, flipped: bool) -> str:
-        target = self.raw[index][self.target_column]
-        if isinstance(target, dict) and target.get("bytes"):
-            target_id = hashlib.sha256(target["bytes"]).hexdigest()
-        else:
-            target_id = str(target)
-        return LatentCache.key(self.frame_files(index), flipped, extra=target_id)
+        """Computed once per sample and orientation: the training loop reads it every epoch."""
+        if (index, flipped) not in self._cache_keys:
+            target = self.raw[index][self.target_column]
+            if isinstance(target, dict) and target.get("bytes"):
+                target_id = hashlib.sha256(target["bytes"]).hexdigest()
+            else:
+                target_id = str(target)
+            self._cache_keys[(index, flipped)] = LatentCache.key(self.frame_files(index), flipped, extra=target_id)
+        return self._cache_keys[(index, flipped)]
 
     def cache_requests(self, rank: int, world: int) -> List[tuple]:
         orientations = [False, True] if self.random_flip else [False]
@@ -83,7 +88,7 @@ class VideoSamples(torch.utils.data.Dataset):
         epoch, index = key
         rng = random.Random(f"{self.seed}:{epoch}:{index}")
         flipped = self.random_flip and rng.random() < 0.5
-        prompt = str(self.split[index][self.prompt_column])
+        prompt = str(self.raw[index][self.prompt_column])
         item = {"input_ids": tokenize(self.tokenizer, [mirror_instruction(prompt) if flipped else prompt])[0]}
         try:
             if self.cache is not None:
