@@ -24,11 +24,17 @@ def latents_from_moments(moments: torch.Tensor, scaling_factor: float, generator
     """(target latents, conditioning latents): the last frame is the target,
     the others are stacked in the channel axis, oldest first. With
     ``prediction_target="residual"`` the target is the change from the last
-    observed frame's latent, divided by ``residual_scale``."""
+    observed frame's latent, divided by ``residual_scale``. The residual is
+    taken between the two distributions' modes: a posterior sample would add
+    VAE noise as large as the motion itself (measured on the fitted tiny VAE:
+    posterior std 0.37 against a residual std of 0.25), which the model would
+    then learn to draw everywhere, static regions included."""
     batch, frames = moments.shape[:2]
-    target = DiagonalGaussianDistribution(moments[:, -1]).sample(generator=generator) * scaling_factor
     if prediction_target == "residual":
+        target = DiagonalGaussianDistribution(moments[:, -1]).mode() * scaling_factor
         last = DiagonalGaussianDistribution(moments[:, -2]).mode() * scaling_factor
         target = (target - last) / residual_scale
+    else:
+        target = DiagonalGaussianDistribution(moments[:, -1]).sample(generator=generator) * scaling_factor
     condition = DiagonalGaussianDistribution(moments[:, :-1].flatten(0, 1)).mode()
     return target, condition.reshape(batch, (frames - 1) * condition.shape[1], *condition.shape[2:])

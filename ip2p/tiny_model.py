@@ -41,8 +41,9 @@ def build_tiny_tokenizer():
 
 
 def build_tiny_pipeline(seed: int = 0, unet_channels=(32, 64), vae_channels=(8, 16, 16, 16)):
-    """Return a ``StableDiffusionInstructPix2PixPipeline`` with tiny random weights
-    (channel widths adjustable; the VAE always has 4 blocks, so it downsamples 8x)."""
+    """Return a ``StableDiffusionInstructPix2PixPipeline`` with tiny random weights.
+    Channel widths are adjustable; the VAE has one block per entry of
+    ``vae_channels`` and downsamples ``2 ** (len - 1)`` times (4 entries: 8x, as SD)."""
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -53,10 +54,9 @@ def build_tiny_pipeline(seed: int = 0, unet_channels=(32, 64), vae_channels=(8, 
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=TINY_TEXT_WIDTH, attention_head_dim=4, norm_num_groups=8,
     )
-    # Four blocks, as in SD's VAE, so latents are 1/8 of the image size.
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, block_out_channels=tuple(vae_channels), layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        down_block_types=("DownEncoderBlock2D",) * len(vae_channels), up_block_types=("UpDecoderBlock2D",) * len(vae_channels),
         norm_num_groups=8, sample_size=256,
     )
     text_encoder = CLIPTextModel(CLIPTextConfig(

@@ -99,16 +99,18 @@ def test_evaluate_explains_bad_input(synthetic, video_model, tiny_model, tmp_pat
         assert done.returncode != 0 and message in done.stderr.strip().splitlines()[-1] and "Traceback" not in done.stderr
 
 
-def test_residual_target_is_the_scaled_change_from_the_last_frame():
-    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
-
+def test_residual_target_is_the_scaled_change_between_latent_means():
     from ip2p.latents import latents_from_moments
 
     moments = torch.randn(2, 4, 8, 3, 3)  # 3 observed frames + target, [mean, logvar]
     frame, _ = latents_from_moments(moments, 0.5, torch.Generator().manual_seed(1))
     residual, condition = latents_from_moments(moments, 0.5, torch.Generator().manual_seed(1), "residual", 0.25)
-    last = DiagonalGaussianDistribution(moments[:, -2]).mode() * 0.5
-    torch.testing.assert_close(residual, (frame - last) / 0.25)
+    means = moments[:, :, :4] * 0.5
+    torch.testing.assert_close(residual, (means[:, -1] - means[:, -2]) / 0.25)
+    # The frame target is a posterior sample (InstructPix2Pix's convention); the residual carries no VAE noise.
+    assert not torch.allclose(frame, means[:, -1])
+    again, _ = latents_from_moments(moments, 0.5, torch.Generator().manual_seed(2), "residual", 0.25)
+    torch.testing.assert_close(again, residual)
     assert condition.shape == (2, 12, 3, 3)
 
 
@@ -126,6 +128,25 @@ def test_residual_training_saves_its_target_and_evaluates_in_composite_mode(synt
                       "--output-dir", "eval", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "eval/metrics.json").read_text())["settings"]["output_mode"] == "composite"
+    # The proof-of-learning script draws the loss curve from the same logs.
+    done = run_script("benchmarks/plot_loss.py", "out/logs", "loss.png", "--smooth", 2, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 steps" in done.stdout and Image.open(tmp_path / "loss.png").size == (640, 360)
+    (tmp_path / "empty").mkdir()
+    done = run_script("benchmarks/plot_loss.py", "empty", "none.png", cwd=tmp_path)
+    assert done.returncode != 0 and not (tmp_path / "none.png").exists()
+    assert done.stderr.strip().splitlines()[-1].startswith("error: no 'train/loss' scalars in TensorBoard logs under empty")
+
+
+def test_tiny_vae_downsamples_once_per_block_after_the_first():
+    from ip2p.tiny_model import build_tiny_pipeline
+
+    for channels, latent_size in (((8, 16, 16, 16), 4), ((8, 16, 16), 8)):
+        vae = build_tiny_pipeline(vae_channels=channels).vae
+        with torch.no_grad():
+            latents = vae.encode(torch.zeros(1, 3, 32, 32)).latent_dist.mode()
+            decoded = vae.decode(latents).sample
+        assert latents.shape == (1, 4, latent_size, latent_size) and decoded.shape == (1, 3, 32, 32)
 
 
 def test_fitting_the_tiny_vae_makes_it_reconstruct_frames(synthetic, tmp_path):
