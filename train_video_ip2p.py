@@ -16,7 +16,7 @@ from ip2p.train_args import build_parser, parse_training_args
 
 VIDEO_DEFAULTS = dict(
     original_image_column="input_frames", train_batch_size=2, gradient_accumulation_steps=4, learning_rate=5e-5,
-    output_dir="output_video_model", mixed_precision="fp16", center_crop=True,
+    output_dir="output_video_model", center_crop=True,
 )
 VIDEO_ARGUMENTS = {"video": [
     ("--custom_unet_path", str, None, "a widened UNet (folder, or pipeline folder with unet/) from make_video_model.py; "

@@ -38,7 +38,8 @@ SHARED_ARGUMENTS = {
         ("--resolution", int, 256, "images are resized (short side) and cropped to this square size"),
         ("--center_crop", "store_true", False, "crop the centre instead of a random square"),
         ("--random_flip", "store_true", False, "flip samples left-right at random (all images of a sample together)"),
-        ("--dataloader_num_workers", int, 0, "data-loading worker processes (0: load in the main process)"),
+        ("--dataloader_num_workers", int, None,
+         "data-loading worker processes (0: load in the main process; default: up to 4 with a GPU, 0 on CPU)"),
     ],
     "training": [
         ("--output_dir", str, "instruct-pix2pix-model", "where checkpoints, logs and the final pipeline are written"),
@@ -86,15 +87,21 @@ SHARED_ARGUMENTS = {
         ("--hub_model_id", str, None, "hub repository (default: the name of --output_dir)"),
     ],
     "memory and speed": [
-        ("--mixed_precision", str, None, "no, fp16 or bf16 (default: the accelerate config); fp16 falls back to no on CPU"),
+        ("--mixed_precision", str, None,
+         "no, fp16 or bf16 (default: the accelerate config, else bf16 on a GPU that has it, else no); fp16 falls back to no on CPU"),
         ("--gradient_checkpointing", "store_true", False, "recompute activations in the backward pass to save memory"),
         ("--enable_xformers_memory_efficient_attention", "store_true", False,
-         "use xformers attention (pip install xformers); PyTorch SDPA is used otherwise"),
+         "use xformers attention (pip install xformers); same as --attention xformers"),
+        ("--attention", str, "sdpa", "sdpa (PyTorch's fused attention kernels), eager (plain matmul + softmax) or xformers"),
+        ("--channels_last", "bool", None, "keep the UNet's tensors channels-last (default: on with a GPU)"),
+        ("--fused_adam", "bool", None, "fused AdamW kernel (default: on with a GPU)"),
+        ("--torch_compile", "store_true", False, "compile the UNet with torch.compile (inductor); first steps take minutes"),
+        ("--dataloader_prefetch_factor", int, None, "batches each data-loading worker prepares ahead (PyTorch default: 2)"),
         ("--allow_tf32", "store_true", False, "allow TF32 matrix maths on Ampere and newer GPUs"),
     ],
 }
 
-CHOICES = {"--mixed_precision": ["no", "fp16", "bf16"]}
+CHOICES = {"--mixed_precision": ["no", "fp16", "bf16"], "--attention": ["sdpa", "eager", "xformers"]}
 
 
 def build_parser(description: str, defaults: Optional[Dict[str, object]] = None,

@@ -29,6 +29,7 @@ from .edit_data import EpochBatchSampler, collate, tokenize
 from .latents import encode_moments, latents_from_moments
 from .models import widen_unet_input
 from .run_logger import RunLogger
+from .speed import apply_unet_speed_options, loader_options, resolve_speed_defaults
 from .train_args import save_args
 
 
@@ -76,10 +77,8 @@ def train(args, task: TrainingTask) -> Path:
     if task.before_training is not None:
         task.before_training(args, models, accelerator, dataset, weight_dtype)
     sampler = EpochBatchSampler(len(dataset), args.train_batch_size, accelerator.process_index, accelerator.num_processes, args.seed)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=args.dataloader_num_workers,
-        pin_memory=accelerator.device.type == "cuda", persistent_workers=args.dataloader_num_workers > 0,
-    )
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
+                                         **loader_options(args, accelerator.device.type))
     max_steps = args.max_train_steps or math.ceil(args.num_train_epochs * sampler.batches_per_epoch() / args.gradient_accumulation_steps)
     optimizer, lr_scheduler, ema = make_optimization(args, models.unet, accelerator, max_steps)
     models.unet, optimizer = accelerator.prepare(models.unet, optimizer)
@@ -119,9 +118,13 @@ def train(args, task: TrainingTask) -> Path:
 
 
 def make_accelerator(args):
+    """The accelerator, after the speed options left unset are resolved for this machine."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
+    notes = resolve_speed_defaults(args, torch.cuda.is_available())
+    if notes and int(os.environ.get("RANK", "0")) == 0:
+        print(f"speed defaults for this machine: {', '.join(notes)}")
     mixed_precision = args.mixed_precision
     if mixed_precision == "fp16" and not torch.cuda.is_available():
         print("note: fp16 mixed precision needs a GPU; training in full precision on this machine")
@@ -136,7 +139,7 @@ def make_accelerator(args):
     # Without cpu=True accelerate treats every process of a CPU-only torchrun
     # as a separate single-process run, silently training N unsynchronised copies.
     accelerator = Accelerator(mixed_precision=mixed_precision, log_with=report_to, project_config=project,
-                              cpu=not torch.cuda.is_available())
+                              cpu=not torch.cuda.is_available(), dynamo_backend="inductor" if args.torch_compile else "no")
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != accelerator.num_processes:
         raise UserError(f"launched {launched} processes but accelerate formed a group of {accelerator.num_processes}; "
@@ -182,13 +185,7 @@ def configure_models(args, models: Models, accelerator) -> torch.dtype:
     models.unet.train()
     if args.gradient_checkpointing:
         models.unet.enable_gradient_checkpointing()
-    if args.enable_xformers_memory_efficient_attention:
-        from diffusers.utils.import_utils import is_xformers_available
-
-        if not is_xformers_available():
-            raise UserError("--enable_xformers_memory_efficient_attention needs xformers: pip install -r requirements-gpu.txt, "
-                            "or drop the flag (PyTorch SDPA attention is used by default)")
-        models.unet.enable_xformers_memory_efficient_attention()
+    apply_unet_speed_options(models.unet, args)
     if args.allow_tf32 and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -210,8 +207,9 @@ def make_optimization(args, unet, accelerator, max_steps: int):
         optimizer_class = bitsandbytes.optim.AdamW8bit
     else:
         optimizer_class = torch.optim.AdamW
+    fused = {"fused": True} if args.fused_adam and optimizer_class is torch.optim.AdamW else {}
     optimizer = optimizer_class(unet.parameters(), lr=learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                                weight_decay=args.adam_weight_decay, eps=args.adam_epsilon)
+                                weight_decay=args.adam_weight_decay, eps=args.adam_epsilon, **fused)
     # Stepped once per optimizer step by the loop itself, so warm-up and
     # length are in optimizer steps whatever the process count.
     lr_scheduler = get_scheduler(args.lr_scheduler, optimizer=optimizer, num_warmup_steps=args.lr_warmup_steps,
@@ -219,7 +217,8 @@ def make_optimization(args, unet, accelerator, max_steps: int):
     ema = None
     if args.use_ema:
         unet.to(accelerator.device)
-        ema = EMAModel(unet.parameters(), model_cls=type(unet), model_config=unet.config)
+        # foreach: one batched update over all tensors, so EMA costs a few ms, not a loop over ~700 tensors.
+        ema = EMAModel(unet.parameters(), model_cls=type(unet), model_config=unet.config, foreach=True)
         ema.to(accelerator.device)
     return optimizer, lr_scheduler, ema
 
@@ -249,8 +248,9 @@ class TrainingLoop:
     def _run(self, loader, sampler, state: dict, max_steps: int, progress) -> None:
         args, accelerator = self.args, self.accelerator
         accumulation = args.gradient_accumulation_steps
-        micro_step, loss_sum, started = 0, torch.zeros((), device=accelerator.device), time.perf_counter()
-        steps_timed = 0
+        micro_step, loss_sum = 0, torch.zeros((), device=accelerator.device)
+        started, timed_from, steps_timed = time.perf_counter(), None, 0
+        samples_per_step = accumulation * args.train_batch_size * accelerator.num_processes
         while state["global_step"] < max_steps:
             sampler.set_position(state["epoch"], state["batch_in_epoch"])
             for batch in loader:
@@ -260,12 +260,7 @@ class TrainingLoop:
                 state["batch_in_epoch"] += 1
                 micro_step += 1
                 last_micro_step = micro_step % accumulation == 0
-                # Gradients are synchronised across processes only on the last micro-step.
-                with nullcontext() if last_micro_step else accelerator.no_sync(self.models.unet):
-                    with accelerator.autocast():
-                        loss = self.loss(batch)
-                    accelerator.backward(loss / accumulation)
-                loss_sum += loss.detach()
+                loss_sum += self.micro_step(batch, last_micro_step)
                 if not last_micro_step:
                     continue
                 mean_loss = accelerator.gather((loss_sum / accumulation).reshape(1)).mean().item()
@@ -274,8 +269,14 @@ class TrainingLoop:
                     self._stop_on_non_finite(mean_loss, state["global_step"] + 1)
                 self.optimizer_step()
                 state["global_step"] += 1
-                steps_timed += 1
-                samples_per_second = steps_timed * accumulation * args.train_batch_size * accelerator.num_processes / (time.perf_counter() - started)
+                # Throughput is timed from the end of the first step, which carries the
+                # one-time costs (compilation, allocator and kernel warm-up).
+                now = time.perf_counter()
+                if timed_from is None:
+                    timed_from, samples_per_second = now, samples_per_step / (now - started)
+                else:
+                    steps_timed += 1
+                    samples_per_second = steps_timed * samples_per_step / (now - timed_from)
                 self.report(progress, state["global_step"], mean_loss, samples_per_second)
                 if state["global_step"] % args.checkpointing_steps == 0:
                     save_checkpoint(accelerator, Path(args.output_dir), state["global_step"], dict(state), args,
@@ -294,6 +295,16 @@ class TrainingLoop:
         if self.last_validated_step != state["global_step"]:
             self.validate(state["global_step"])  # the trained model is always shown once
 
+    def micro_step(self, batch: dict, last_micro_step: bool = True) -> torch.Tensor:
+        """Forward and backward of one micro-batch; returns the detached loss.
+        Gradients are synchronised across processes only on the last micro-step."""
+        accelerator = self.accelerator
+        with nullcontext() if last_micro_step else accelerator.no_sync(self.models.unet):
+            with accelerator.autocast():
+                loss = self.loss(batch)
+            accelerator.backward(loss / self.args.gradient_accumulation_steps)
+        return loss.detach()
+
     def loss(self, batch: dict) -> torch.Tensor:
         """Denoising loss of one micro-batch (MSE in fp32)."""
         models, device, generator = self.models, self.accelerator.device, self.generator
@@ -307,6 +318,8 @@ class TrainingLoop:
         drop_text, drop_image = conditioning_dropout_masks(batch_size, self.args.conditioning_dropout_prob, generator, device)
         text, condition_latents = apply_conditioning_dropout(text, self.empty_text, condition_latents, drop_text, drop_image)
         model_input = torch.cat([noisy_latents, condition_latents.to(noisy_latents.dtype)], dim=1)
+        if self.args.channels_last:
+            model_input = model_input.contiguous(memory_format=torch.channels_last)
         prediction = models.unet(model_input, timesteps, encoder_hidden_states=text).sample
         if models.noise_scheduler.config.prediction_type == "v_prediction":
             target = models.noise_scheduler.get_velocity(target_latents, noise, timesteps)
@@ -355,7 +368,7 @@ class TrainingLoop:
         accelerator = self.accelerator
         self.last_validated_step = step
         if accelerator.is_main_process and self.task.validation_configured(self.args):
-            unet = accelerator.unwrap_model(self.models.unet)
+            unet = unwrap(accelerator, self.models.unet)
             if self.ema is not None:
                 self.ema.store(unet.parameters())
                 self.ema.copy_to(unet.parameters())
@@ -373,13 +386,18 @@ class TrainingLoop:
         accelerator.wait_for_everyone()
 
 
+def unwrap(accelerator, unet):
+    """The plain UNet module: without the DDP wrapper or torch.compile's."""
+    return accelerator.unwrap_model(unet, keep_torch_compile=False)
+
+
 @torch.no_grad()
 def check_replicas_in_sync(accelerator, unet) -> None:
     """Every process must end with the same weights; a silent divergence
     (a missed gradient sync) would otherwise go unnoticed until evaluation."""
     if accelerator.num_processes == 1:
         return
-    params = [p.detach().double().flatten() for p in accelerator.unwrap_model(unet).parameters()]
+    params = [p.detach().double().flatten() for p in unwrap(accelerator, unet).parameters()]
     flat = torch.cat(params)
     weights = torch.arange(1, flat.numel() + 1, device=flat.device, dtype=torch.float64).remainder(977)
     fingerprint = torch.stack([flat.sum(), (flat * weights).sum()]).reshape(1, 2)
@@ -402,7 +420,7 @@ def build_pipeline(task: TrainingTask, models: Models, unet, base: str):
 
 def save_pipeline(args, task: TrainingTask, models: Models, accelerator, ema, output_dir: Path) -> None:
     """The final model: a complete diffusers pipeline folder (EMA weights if kept)."""
-    unet = accelerator.unwrap_model(models.unet)
+    unet = unwrap(accelerator, models.unet)
     if ema is not None:
         ema.copy_to(unet.parameters())
     for module in (models.vae, models.text_encoder, unet):
