@@ -75,3 +75,29 @@ def video_model(tmp_path_factory, tiny_model) -> Path:
     done = run_script("make_video_model.py", "--base", tiny_model, "--output-dir", work / "video20", cwd=work)
     assert done.returncode == 0, done.stderr
     return work / "video20"
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> Path:
+    """3 train clips + 1 held-out clip (32x32, 21 frames) and their processed dataset."""
+    root = tmp_path_factory.mktemp("clips")
+    numbered_clip_root(root / "raw")
+    done = run_script("make_dataset.py", "--data-root", "raw", "--output-dir", "processed", cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def train_video(cwd: Path, tiny_model: Path, data: Path, output: str, *extra, timeout=300):
+    return run_script(
+        "train_video_ip2p.py", "--pretrained_model_name_or_path", tiny_model, "--train_data_dir", data,
+        "--output_dir", output, "--resolution", 32, "--train_batch_size", 2, "--gradient_accumulation_steps", 1,
+        "--lr_warmup_steps", 0, "--latent_cache_dir", cwd / "cache", "--num_validation_images", 1, *extra,
+        cwd=cwd, timeout=timeout,
+    )
+
+
+def logged_losses(output: Path) -> list:
+    """The train/loss scalars a run wrote to TensorBoard, in step order."""
+    from benchmarks.plot_loss import read_scalars
+
+    return read_scalars(output / "logs", "train/loss")[1].tolist()

@@ -6,41 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import REPO, numbered_clip_root, run_script, script_env, write_clip
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory) -> Path:
-    """3 train clips + 1 held-out clip (32x32, 21 frames) and their processed dataset."""
-    root = tmp_path_factory.mktemp("clips")
-    numbered_clip_root(root / "raw")
-    done = run_script("make_dataset.py", "--data-root", "raw", "--output-dir", "processed", cwd=root)
-    assert done.returncode == 0, done.stderr
-    return root
-
-
-def train_video(cwd: Path, tiny_model: Path, data: Path, output: str, *extra, timeout=300):
-    return run_script(
-        "train_video_ip2p.py", "--pretrained_model_name_or_path", tiny_model, "--train_data_dir", data,
-        "--output_dir", output, "--resolution", 32, "--train_batch_size", 2, "--gradient_accumulation_steps", 1,
-        "--lr_warmup_steps", 0, "--latent_cache_dir", cwd / "cache", "--num_validation_images", 1, *extra,
-        cwd=cwd, timeout=timeout,
-    )
-
-
-def logged_losses(output: Path) -> list:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(next(output.glob("logs/**/events.out.tfevents.*")).parent))
-    events.Reload()
-    return [event.value for event in events.Scalars("train/loss")]
+from conftest import REPO, logged_losses, run_script, script_env, train_video, write_clip
 
 
 def test_make_video_model_keeps_the_base_output_given_the_newest_frame(tiny_model, video_model):
@@ -225,14 +197,3 @@ def test_accelerate_launch_runs_the_video_trainer(tmp_path, tiny_model, clips):
     done = subprocess.run(command, cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "out/unet/config.json").read_text())["in_channels"] == 84
-
-
-def test_cache_benchmark_prints_both_rows_and_the_ratio(tmp_path):
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks/video_cache_throughput.py"), "--resolution", "32",
-                           "--clips", "2", "--batch-size", "2", "--steps", "2"],
-                          cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.strip().splitlines()
-    assert lines[-3].startswith("| online VAE encoding (no cache) | ") and lines[-2].startswith("| cached latents | ")
-    assert lines[-1].startswith("cached / online: ") and lines[-1].endswith("x")
-    assert float(lines[-1].split(": ")[1][:-1]) > 0

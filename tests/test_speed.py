@@ -1,0 +1,118 @@
+"""Speed options of the trainer (issue 6): the defaults picked per machine, each
+option's loss against the default path, and the throughput benchmark's table."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import train_video_ip2p
+from conftest import REPO, logged_losses, script_env, train_video
+from ip2p.speed import loader_options, resolve_speed_defaults
+
+REFERENCE = ["--attention", "sdpa", "--no_channels_last", "--no_fused_adam", "--mixed_precision", "no"]
+OPPOSITE = {"--channels_last": "--no_channels_last", "--fused_adam": "--no_fused_adam"}
+
+
+def parsed(*flags):
+    return train_video_ip2p.parse_args(["--pretrained_model_name_or_path", "m", "--train_data_dir", "d", *flags])
+
+
+def test_defaults_are_the_fast_choices_on_a_gpu_and_off_on_cpu(monkeypatch):
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    cpu = parsed()
+    resolve_speed_defaults(cpu, cuda_available=False)
+    assert (cpu.mixed_precision, cpu.channels_last, cpu.fused_adam, cpu.dataloader_num_workers) == ("no", False, False, 0)
+    assert cpu.attention == "sdpa"
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    gpu = parsed()
+    notes = resolve_speed_defaults(gpu, cuda_available=True)
+    assert (gpu.mixed_precision, gpu.channels_last, gpu.fused_adam, gpu.dataloader_num_workers) == ("bf16", True, True, 4)
+    assert "mixed precision: bf16" in notes
+    options = loader_options(gpu, "cuda")
+    assert options["pin_memory"] and options["persistent_workers"] and options["num_workers"] == 4
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    older = parsed()
+    resolve_speed_defaults(older, cuda_available=True)
+    assert older.mixed_precision == "fp16"  # with loss scaling, on GPUs without bf16
+
+
+def test_explicit_choices_and_the_accelerate_config_win_over_defaults(monkeypatch):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    args = parsed("--no_channels_last", "--no_fused_adam", "--dataloader_num_workers", "1", "--dataloader_prefetch_factor", "6",
+                  "--enable_xformers_memory_efficient_attention")
+    notes = resolve_speed_defaults(args, cuda_available=True)
+    assert notes == []
+    assert args.mixed_precision is None  # accelerate reads its config
+    assert (args.channels_last, args.fused_adam, args.dataloader_num_workers, args.attention) == (False, False, 1, "xformers")
+    assert loader_options(args, "cuda")["prefetch_factor"] == 6
+    eight_bit = parsed("--use_8bit_adam")
+    resolve_speed_defaults(eight_bit, cuda_available=True)
+    assert eight_bit.fused_adam is False  # bitsandbytes has its own kernel
+
+
+@pytest.fixture(scope="module")
+def reference_losses(tmp_path_factory, tiny_model, clips):
+    work = tmp_path_factory.mktemp("speed")
+    done = train_video(work, tiny_model, clips / "processed", "reference", "--max_train_steps", 3, "--seed", 0, *REFERENCE)
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = json.loads((work / "reference" / "training_args.json").read_text())
+    assert (saved["channels_last"], saved["fused_adam"], saved["attention"]) == (False, False, "sdpa")
+    return work, logged_losses(work / "reference")
+
+
+@pytest.mark.parametrize("option, tolerance", [
+    (["--channels_last"], 1e-4),
+    (["--attention", "eager"], 1e-4),
+    (["--fused_adam"], 1e-4),
+    (["--mixed_precision", "bf16"], 3e-2),  # bf16 keeps 8 bits of mantissa
+    # Inductor fuses and reorders float sums; Adam's first updates are close to
+    # sign(gradient), so those last-bit differences show by step 3 (measured 0.7%).
+    (["--torch_compile"], 2e-2),
+])
+def test_each_speed_option_trains_to_the_reference_loss(reference_losses, tiny_model, clips, option, tolerance):
+    work, reference = reference_losses
+    name = "opt" + "_".join(part.strip("-") for part in option)
+    flags = [flag for flag in REFERENCE if flag != OPPOSITE.get(option[0])]
+    done = train_video(work, tiny_model, clips / "processed", name, "--max_train_steps", 3, "--seed", 0, *flags, *option,
+                       timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    losses = logged_losses(work / name)
+    assert len(losses) == len(reference) == 3
+    torch.testing.assert_close(torch.tensor(losses), torch.tensor(reference), rtol=tolerance, atol=tolerance)
+
+
+def test_xformers_attention_without_xformers_is_one_clear_line(tmp_path, tiny_model, clips):
+    if importlib.util.find_spec("xformers") is not None:
+        pytest.skip("xformers is installed here, so its missing-package message cannot be shown")
+    done = train_video(tmp_path, tiny_model, clips / "processed", "out", "--max_train_steps", 1, "--attention", "xformers")
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith("error: --attention xformers needs xformers")
+    assert "Traceback" not in done.stderr
+
+
+def test_throughput_benchmark_prints_every_row(tmp_path):
+    from benchmarks.throughput import rows_for
+
+    output = tmp_path / "rows.json"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/throughput.py"), "--config", "tiny", "--resolution", "32",
+                           "--batch-size", "2", "--steps", "1", "--warmup", "0", "--trainer-steps", "2", "--json", output],
+                          cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    labels = [label for label, _ in rows_for("tiny")]
+    table = [line for line in done.stdout.splitlines() if line.startswith("| ") and not line.startswith(("| configuration", "| ---"))]
+    assert [line.split(" | ")[0][2:] for line in table] == labels
+    rows = json.loads(output.read_text())
+    assert [row["label"] for row in rows] == labels
+    assert all(row["samples_per_second"] > 0 and row["peak_memory_gb"] > 0 for row in rows)
+    online, cached = rows[0], rows[1]
+    # The online row also pays for 21 VAE encodes per sample; both counts are of real arithmetic.
+    assert online["flops_per_sample"] > cached["flops_per_sample"] > 0
+    assert table[0].endswith("| 1.00x |")
