@@ -26,6 +26,7 @@ peak resident memory on CPU.
     python benchmarks/throughput.py --config sd15 --resolution 256 --batch-size 32 --json perf.json
 """
 
+import argparse
 import json
 import os
 import subprocess
@@ -83,7 +84,7 @@ def parse_args(argv):
                         help="leave out rows whose label contains this text (repeatable), e.g. --skip compile")
     parser.add_argument("--peak-tflops", type=float, help="the device's peak, for the fraction column (default: table of GPUs)")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
-    parser.add_argument("--worker", help=argparse_hidden())
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # one row, run in a child process
     args = parser.parse_args(argv)
     defaults = CONFIGS[args.config]
     args.resolution = args.resolution or defaults["resolutions"]
@@ -93,12 +94,6 @@ def parse_args(argv):
     if args.batch_size < 1 or args.steps < 1 or args.warmup < 0:
         parser.error("--batch-size and --steps must be at least 1, --warmup at least 0")
     return args
-
-
-def argparse_hidden():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 # ----------------------------------------------------------------------------- models
@@ -149,6 +144,8 @@ def time_step(job: dict) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     import train_video_ip2p
+    from diffusers import DDPMScheduler
+
     from ip2p.edit_data import tokenize
     from ip2p.latents import encode_moments
     from ip2p.models import widen_unet_input
@@ -162,7 +159,7 @@ def time_step(job: dict) -> dict:
     accelerator = make_accelerator(args)
     pipeline = build_pipeline(job["config"])
     widen_unet_input(pipeline.unet, 20)
-    models = Models(pipeline.tokenizer, pipeline.text_encoder, pipeline.vae, pipeline.unet, train_video_ip2p_scheduler(pipeline))
+    models = Models(pipeline.tokenizer, pipeline.text_encoder, pipeline.vae, pipeline.unet, DDPMScheduler.from_config(pipeline.scheduler.config))
     weight_dtype = configure_models(args, models, accelerator)
     optimizer, lr_scheduler, ema = make_optimization(args, models.unet, accelerator, job["warmup"] + job["steps"] + 2)
     models.unet, optimizer = accelerator.prepare(models.unet, optimizer)
@@ -176,7 +173,7 @@ def time_step(job: dict) -> dict:
     batch = {"input_ids": tokenize(models.tokenizer, [PROMPT] * batch_size)}
     if options["cache"]:  # what the cache holds: the VAE's moments, on the host, copied in like a loaded batch
         moments = torch.cat([encode_moments(models.vae, chunk.to(device, weight_dtype)).cpu()
-                             for chunk in pixels.split(max(1, 64 // 21))])
+                             for chunk in pixels.split(3)])  # 3 clips = 63 frames per VAE call
         batch["latent_moments"] = moments
     else:
         batch["condition_pixels"], batch["target_pixels"] = pixels[:, :20], pixels[:, 20]
@@ -205,12 +202,6 @@ def time_step(job: dict) -> dict:
     seconds = time.perf_counter() - started
     return dict(samples_per_second=job["steps"] * batch_size / seconds, flops_per_step=flops,
                 peak_memory_gb=peak_memory_gb(device), device=device_name(device))
-
-
-def train_video_ip2p_scheduler(pipeline):
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler.from_config(pipeline.scheduler.config)
 
 
 def time_whole_trainer(job: dict) -> dict:
@@ -294,8 +285,8 @@ def peak_for(device: str, given):
     return next((peak for name, peak in PEAK_TFLOPS.items() if name in device), None)
 
 
-def format_table(resolution: int, batch_size: int, rows: list, peak) -> str:
-    lines = [f"resolution {resolution}, batch {batch_size}, device: {next((r['device'] for r in rows if 'device' in r), '?')}",
+def format_table(resolution: int, batch_size: int, rows: list, device: str, peak) -> str:
+    lines = [f"resolution {resolution}, batch {batch_size}, device: {device}",
              "| configuration | samples/s | TFLOP/s | fraction of peak | peak memory (GB) | x first row |",
              "| --- | --- | --- | --- | --- | --- |"]
     first = rows[0].get("samples_per_second")
@@ -331,8 +322,8 @@ def main(argv=None) -> int:
                     flops_by_path[path] = row["flops_per_step"] / args.batch_size
                 row["flops_per_sample"] = flops_by_path.get(path)  # compiled and whole-trainer rows reuse the eager count
                 table.append(row)
-            peak = peak_for(next((r["device"] for r in table if "device" in r), ""), args.peak_tflops)
-            print(format_table(resolution, args.batch_size, table, peak) + "\n")
+            device = next((row["device"] for row in table if "device" in row), "?")
+            print(format_table(resolution, args.batch_size, table, device, peak_for(device, args.peak_tflops)) + "\n")
             results.extend(table)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -27,6 +27,8 @@ from typing import List
 
 import torch
 
+from .cli import UserError
+
 ATTENTION_CHOICES = ("sdpa", "eager", "xformers")
 
 
@@ -63,8 +65,6 @@ def apply_unet_speed_options(unet, args) -> None:
         unet.set_attn_processor(AttnProcessor2_0())
     elif args.attention == "xformers":
         from diffusers.utils.import_utils import is_xformers_available
-
-        from .cli import UserError
 
         if not is_xformers_available():
             raise UserError("--attention xformers needs xformers: pip install -r requirements-gpu.txt, "
