@@ -8,10 +8,10 @@ test_video/ for prepare_test_data.py); the same seed gives byte-identical files.
 import sys
 from pathlib import Path
 
-from ip2p.atomic_dir import atomic_output_dir
-from ip2p.cli import make_parser, run_main
-from ip2p.mini_data import is_mini_dataset, write_mini_dataset, write_test_video
-from ip2p.synthetic import write_synthetic_dataset
+from ip2p.shared.atomic_dir import atomic_output_dir
+from ip2p.shared.cli import make_parser, run_main
+from ip2p.data.mini_data import is_mini_dataset, write_mini_dataset, write_test_video
+from ip2p.data.synthetic import write_synthetic_dataset
 
 
 def parse_args(argv):

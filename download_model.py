@@ -10,9 +10,9 @@ is loaded once as a pipeline before success is reported.
 import sys
 from pathlib import Path
 
-from ip2p.atomic_dir import atomic_output_dir
-from ip2p.cli import make_parser, run_main
-from ip2p.hub import DEFAULT_REPO_ID, download_pipeline, resolve_endpoint, verify_pipeline
+from ip2p.shared.atomic_dir import atomic_output_dir
+from ip2p.shared.cli import make_parser, run_main
+from ip2p.models.hub import DEFAULT_REPO_ID, download_pipeline, resolve_endpoint, verify_pipeline
 
 REAL_MODEL_DIR = Path("models/instruct-pix2pix")
 TINY_MODEL_DIR = Path("models/tiny-instruct-pix2pix")
@@ -40,8 +40,8 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.tiny:
-        from ip2p.tiny_model import save_tiny_pipeline
-        from ip2p.vae_fit import channel_list
+        from ip2p.models.tiny_model import save_tiny_pipeline
+        from ip2p.models.vae_fit import channel_list
 
         local_dir = args.local_dir or TINY_MODEL_DIR
         with atomic_output_dir(local_dir, is_ours=lambda p: (p / "model_index.json").is_file()) as staging:

@@ -10,7 +10,7 @@ prediction | truth | copy-last error) and prints a markdown table.
 import sys
 from pathlib import Path
 
-from ip2p.cli import UserError, make_parser, run_main
+from ip2p.shared.cli import make_parser, run_main
 
 
 def parse_args(argv):
@@ -54,18 +54,16 @@ def main(argv=None) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from ip2p.evaluation import evaluate_batch, markdown_table, samples_from_data, summarise, write_outputs
-    from ip2p.metrics import unavailable_metrics
-    from ip2p.video_pipeline import VideoInstructPix2PixPipeline
+    from ip2p.evaluation.samples import samples_from_data
+    from ip2p.evaluation.scoring import evaluate_batch, markdown_table, summarise, write_outputs
+    from ip2p.models.video_pipeline import load_video_pipeline
+    from ip2p.shared.metrics import unavailable_metrics
 
-    if not (args.model / "model_index.json").is_file():
-        raise UserError(f"{args.model} is not a trained pipeline folder (no model_index.json); train with train_video_ip2p.py")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    pipeline = VideoInstructPix2PixPipeline.from_pretrained(str(args.model), use_safetensors=True).to(device)
-    pipeline.set_progress_bar_config(disable=True)
+    pipeline = load_video_pipeline(args.model, device)
     use_sampler(pipeline, args.sampler)
     resolution = args.resolution or model_resolution(args.model)
-    output_mode = args.output_mode or ("composite" if pipeline.config.prediction_target == "residual" else "frame")
+    output_mode = args.output_mode or pipeline.default_output_mode
     samples = samples_from_data(args.data, args.split, pipeline.num_frames)[: args.max_samples]
     settings = dict(num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
                     image_guidance_scale=args.image_guidance_scale, output_mode=output_mode)

@@ -13,10 +13,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from ip2p.atomic_dir import atomic_output_dir
-from ip2p.cli import UserError, make_parser, run_main
-from ip2p.processed import SKIPPED_REPORT_FILE, assign_splits, is_processed_dataset, save_processed_dataset
-from ip2p.raw_data import scan_raw_data
+from ip2p.shared.atomic_dir import atomic_output_dir
+from ip2p.shared.cli import UserError, make_parser, run_main
+from ip2p.data.processed import SKIPPED_REPORT_FILE, assign_splits, is_processed_dataset, save_processed_dataset
+from ip2p.data.raw_data import scan_raw_data
 
 
 def parse_args(argv):

@@ -10,9 +10,9 @@ A text-to-image base (4 channels) works too. Train from it with
 import sys
 from pathlib import Path
 
-from ip2p.atomic_dir import atomic_output_dir
-from ip2p.cli import UserError, make_parser, run_main
-from ip2p.models import unet_in_channels_for
+from ip2p.shared.atomic_dir import atomic_output_dir
+from ip2p.shared.cli import make_parser, run_main
+from ip2p.models.widening import unet_in_channels_for
 
 
 def parse_args(argv):
@@ -32,12 +32,12 @@ def main(argv=None) -> int:
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from ip2p.models import widen_unet_input
-    from ip2p.video_pipeline import VideoInstructPix2PixPipeline
+    from ip2p.models.files import require_pipeline_folder
+    from ip2p.models.widening import widen_unet_input
+    from ip2p.models.video_pipeline import VideoInstructPix2PixPipeline
 
     output_dir = args.output_dir or args.base.with_name(f"{args.base.name}-video-{args.num_frames}frames")
-    if not (args.base / "model_index.json").is_file():
-        raise UserError(f"{args.base} is not a pipeline folder; fetch it with download_model.py (or --tiny)")
+    require_pipeline_folder(args.base, "fetch it with download_model.py (or --tiny)")
     base = str(args.base)
     unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet", use_safetensors=True)
     widen_unet_input(unet, args.num_frames)

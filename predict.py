@@ -9,7 +9,7 @@ strip.png (last observed | prediction | true next frame, when known).
 import sys
 from pathlib import Path
 
-from ip2p.cli import UserError, make_parser, run_main
+from ip2p.shared.cli import UserError, make_parser, run_main
 
 
 def parse_args(argv):
@@ -31,13 +31,11 @@ def parse_args(argv):
 
 
 def clip_from_dataset(args, num_frames):
-    from ip2p.edit_data import open_image
-    from ip2p.processed import load_processed_dataset
+    from ip2p.data.processed import load_processed_dataset
+    from ip2p.shared.images import open_image
 
     dataset = load_processed_dataset(args.dataset)
-    if args.split not in dataset.splits:
-        raise UserError(f"{args.dataset} has no split {args.split!r} (splits: {', '.join(dataset.splits)})")
-    split = dataset.splits[args.split]
+    split = dataset.split(args.split)
     if not 0 <= args.index < len(split):
         raise UserError(f"--index {args.index} is outside {args.split} (0..{len(split) - 1})")
     row = split[args.index]
@@ -48,7 +46,7 @@ def clip_from_dataset(args, num_frames):
 def clip_from_folder(args, num_frames):
     from PIL import Image
 
-    from ip2p.raw_data import prediction_clip
+    from ip2p.data.raw_data import prediction_clip
 
     inputs, target, instruction = prediction_clip(args.video, num_frames)
     frames = [Image.open(p).convert("RGB") for p in inputs]
@@ -60,12 +58,10 @@ def main(argv=None) -> int:
     import torch
     from PIL import ImageOps
 
-    from ip2p.strips import make_strip
-    from ip2p.video_pipeline import VideoInstructPix2PixPipeline
+    from ip2p.models.video_pipeline import load_video_pipeline
+    from ip2p.shared.images import make_strip
 
-    if not (args.model / "model_index.json").is_file():
-        raise UserError(f"{args.model} is not a trained pipeline folder (no model_index.json); train with train_video_ip2p.py")
-    pipeline = VideoInstructPix2PixPipeline.from_pretrained(str(args.model), use_safetensors=True)
+    pipeline = load_video_pipeline(args.model)
     loader = clip_from_dataset if args.dataset else clip_from_folder
     frames, truth, instruction = loader(args, pipeline.num_frames)
     instruction = args.instruction or instruction

@@ -6,9 +6,9 @@ metadata.jsonl) read by train_instruct_pix2pix.py --train_data_dir.
 import sys
 from pathlib import Path
 
-from ip2p.atomic_dir import atomic_output_dir
-from ip2p.cli import make_parser, run_main
-from ip2p.single_image import METADATA_FILE, read_test_video, write_single_image_folder
+from ip2p.shared.atomic_dir import atomic_output_dir
+from ip2p.shared.cli import make_parser, run_main
+from ip2p.data.single_image import METADATA_FILE, read_test_video, write_single_image_folder
 
 
 def parse_args(argv):

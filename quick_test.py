@@ -11,9 +11,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from ip2p.checks import dataset_problems, pipeline_folder_problems, unet_channels_check
-from ip2p.cli import UserError, make_parser, run_main
-from ip2p.processed import load_processed_dataset
+from ip2p.data.checks import dataset_problems
+from ip2p.data.processed import load_processed_dataset
+from ip2p.models.files import pipeline_folder_problems, unet_channels_check
+from ip2p.shared.cli import UserError, make_parser, run_main
 
 
 def parse_args(argv):

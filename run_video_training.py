@@ -33,7 +33,7 @@ TRAINING_ARG_LIST = [
 def train_worker(arg_list):
     """One process's training; raising makes the launcher see the failure."""
     import train_video_ip2p
-    from ip2p.cli import run_main
+    from ip2p.shared.cli import run_main
 
     status = run_main(train_video_ip2p.main, arg_list)
     if status != 0:

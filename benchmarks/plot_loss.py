@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ip2p.cli import UserError, run_main  # noqa: E402
+from ip2p.shared.cli import UserError, run_main  # noqa: E402
 
 
 def read_scalars(log_dir: Path, tag: str):

@@ -1,9 +1,10 @@
 """Training throughput of the video trainer, side by side.
 
-Times the trainer's own step (``TrainingLoop.micro_step`` + ``optimizer_step``:
+Times the trainer's own step (``Trainer.micro_step`` + ``optimizer_step``:
 conditioning dropout, UNet forward and backward, clipping, AdamW) on one
 device, one configuration per row, each row in a fresh process so its peak
-memory is its own. Rows, each on top of the one before from "cached latents"
+memory is its own. Each row builds its trainer with ``build_trainer``, as
+``train_video_ip2p.py`` does, on generated clips. Rows, each on top of the one before from "cached latents"
 on:
 
 - online VAE encoding: every step encodes the 20 observed frames and the
@@ -12,8 +13,8 @@ on:
 - eager attention: the cached row with plain attention instead of SDPA, to
   show what SDPA is worth (a reference, not part of the stack);
 - + channels_last, + bf16 autocast, + fused AdamW, + torch.compile, + EMA;
-- whole trainer: ``train_video_ip2p.py`` itself with the stacked options, data
-  loading, logging and the per-step loss check included, on generated clips.
+- whole trainer: the trainer's whole run with the stacked options, data
+  loading, logging and the per-step loss check included.
 
 Achieved TFLOP/s counts the step's FLOPs with PyTorch's FlopCounterMode
 (matrix multiplications and convolutions, forward and backward). Fraction of
@@ -38,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ip2p.cli import UserError, make_parser, run_main  # noqa: E402
+from ip2p.shared.cli import UserError, make_parser, run_main  # noqa: E402
 
 CONFIGS = {
     # resolutions, batch size, timed steps, warm-up steps, whole-trainer steps
@@ -56,7 +57,6 @@ STACK = [  # (label, options added to the row before)
 ]
 # Dense bf16 tensor-core peak, TFLOP/s (vendor data sheets; SXM parts).
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0, "4090": 165.0}
-PROMPT = "Moving the red square from left to right"
 
 
 def rows_for(config: str):
@@ -96,24 +96,28 @@ def parse_args(argv):
     return args
 
 
-# ----------------------------------------------------------------------------- models
+# ----------------------------------------------------------------------------- models and data
 
 
-def build_pipeline(config: str):
-    """An InstructPix2Pix pipeline with random weights: the tiny test model, or SD 1.5's shapes."""
+def random_pipeline(config: str):
+    """An InstructPix2Pix pipeline with random weights (seeded, so every row's
+    VAE and its latent cache agree): the tiny test model, or SD 1.5's shapes."""
+    import torch
+
     if config == "tiny":
-        from ip2p.tiny_model import build_tiny_pipeline
+        from ip2p.models.tiny_model import build_tiny_pipeline
 
         return build_tiny_pipeline(seed=0)
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from ip2p.tiny_model import SD15_SCHEDULE, build_tiny_tokenizer
+    from ip2p.models.tiny_model import SD15_SCHEDULE, build_tiny_tokenizer
 
     def shape(name):
         values = json.loads((REPO / "benchmarks" / "configs" / f"sd15_{name}.json").read_text(encoding="utf-8"))
         return {k: v for k, v in values.items() if not k.startswith("_")}
 
+    torch.manual_seed(0)
     tokenizer = build_tiny_tokenizer()  # the tokenizer only maps text to ids; its vocabulary costs no compute
     text_config = CLIPTextConfig(**shape("text_encoder"), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                  pad_token_id=tokenizer.pad_token_id)
@@ -123,69 +127,68 @@ def build_pipeline(config: str):
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 
-def trainer_flags(options: dict) -> list:
-    flags = ["--attention", options["attention"], "--mixed_precision", options["mixed_precision"],
-             "--channels_last" if options["channels_last"] else "--no_channels_last",
-             "--fused_adam" if options["fused_adam"] else "--no_fused_adam",
-             "--cache_latents" if options["cache"] else "--no_cache_latents"]
-    if options["torch_compile"]:
-        flags.append("--torch_compile")
-    if options["use_ema"]:
-        flags.append("--use_ema")
-    return flags
+def generated_data(job: dict) -> Path:
+    """Synthetic clips at the row's resolution, converted by make_dataset.py
+    once per benchmark run: two batches an epoch, so the whole-trainer row crosses an epoch end."""
+    from ip2p.data.synthetic import write_synthetic_dataset
+
+    work, resolution = Path(job["work"]), job["resolution"]
+    data = work / f"data-{resolution}"
+    if not data.exists():
+        clips_per_task = max(2, -(-job["batch_size"] * 2 // 3))
+        write_synthetic_dataset(work / f"raw-{resolution}", clips_per_task, 0, resolution, seed=0)
+        done = subprocess.run([sys.executable, str(REPO / "make_dataset.py"), "--data-root", str(work / f"raw-{resolution}"),
+                               "--output-dir", str(data)], capture_output=True, text=True)
+        if done.returncode:
+            raise UserError(f"could not convert the generated clips: {done.stderr.strip().splitlines()[-1:]}")
+    return data
+
+
+def trainer_args(job: dict, output: Path, max_steps: int):
+    """The video trainer's arguments for this row, parsed as train_video_ip2p.py parses them."""
+    from ip2p.training.video_task import parse_video_args
+
+    options, work = job["options"], Path(job["work"])
+    argv = ["--pretrained_model_name_or_path", str(work / "model"), "--train_data_dir", str(generated_data(job)),
+            "--output_dir", str(output), "--resolution", str(job["resolution"]), "--train_batch_size", str(job["batch_size"]),
+            "--gradient_accumulation_steps", "1", "--seed", "0", "--max_train_steps", str(max_steps),
+            "--checkpointing_steps", str(max_steps * 10), "--lr_warmup_steps", "0", "--num_validation_images", "0",
+            "--latent_cache_dir", str(work / "latent_cache"),
+            "--attention", options["attention"], "--mixed_precision", options["mixed_precision"],
+            "--channels_last" if options["channels_last"] else "--no_channels_last",
+            "--fused_adam" if options["fused_adam"] else "--no_fused_adam",
+            "--cache_latents" if options["cache"] else "--no_cache_latents"]
+    argv += ["--torch_compile"] * options["torch_compile"] + ["--use_ema"] * options["use_ema"]
+    argv += ["--report_to", "tensorboard" if options.get("whole_trainer") else "none"]
+    return parse_video_args(argv)
 
 
 # ----------------------------------------------------------------------------- one row, in its own process
 
 
 def time_step(job: dict) -> dict:
-    """Build the trainer's loop in this process and time its step on random frames."""
+    """Build the trainer as train_video_ip2p.py does (random weights in
+    memory instead of a download) and time its step on one batch of its data."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    import train_video_ip2p
-    from diffusers import DDPMScheduler
+    from ip2p.models.loading import Models
+    from ip2p.training.trainer import build_trainer
+    from ip2p.training.video_task import video_task
 
-    from ip2p.edit_data import tokenize
-    from ip2p.latents import encode_moments
-    from ip2p.models import widen_unet_input
-    from ip2p.training import Models, TrainingLoop, configure_models, encode_prompts, make_accelerator, make_optimization
-
-    options, work = job["options"], Path(job["work"])
-    argv = ["--pretrained_model_name_or_path", "unused", "--train_data_dir", "unused", "--output_dir", str(work / "out"),
-            "--resolution", str(job["resolution"]), "--train_batch_size", str(job["batch_size"]), "--report_to", "none",
-            "--seed", "0", "--lr_warmup_steps", "0", *trainer_flags(options)]
-    args = train_video_ip2p.parse_args(argv)
-    accelerator = make_accelerator(args)
-    pipeline = build_pipeline(job["config"])
-    widen_unet_input(pipeline.unet, 20)
-    models = Models(pipeline.tokenizer, pipeline.text_encoder, pipeline.vae, pipeline.unet, DDPMScheduler.from_config(pipeline.scheduler.config))
-    weight_dtype = configure_models(args, models, accelerator)
-    optimizer, lr_scheduler, ema = make_optimization(args, models.unet, accelerator, job["warmup"] + job["steps"] + 2)
-    models.unet, optimizer = accelerator.prepare(models.unet, optimizer)
-    device = accelerator.device
-    generator = torch.Generator(device=device).manual_seed(0)
-    loop = TrainingLoop(args, None, models, accelerator, optimizer, lr_scheduler, ema, generator, weight_dtype,
-                        encode_prompts(models, [""], device), None)
-
-    size, batch_size = job["resolution"], job["batch_size"]
-    pixels = torch.rand((batch_size, 21, 3, size, size), generator=torch.Generator().manual_seed(0)) * 2 - 1
-    batch = {"input_ids": tokenize(models.tokenizer, [PROMPT] * batch_size)}
-    if options["cache"]:  # what the cache holds: the VAE's moments, on the host, copied in like a loaded batch
-        moments = torch.cat([encode_moments(models.vae, chunk.to(device, weight_dtype)).cpu()
-                             for chunk in pixels.split(3)])  # 3 clips = 63 frames per VAE call
-        batch["latent_moments"] = moments
-    else:
-        batch["condition_pixels"], batch["target_pixels"] = pixels[:, :20], pixels[:, 20]
+    args = trainer_args(job, Path(job["work"]) / f"step-{time.time_ns()}", job["warmup"] + job["steps"] + 2)
+    trainer = build_trainer(args, video_task(args), models=Models.from_pipeline(random_pipeline(job["config"])))
+    device = trainer.accelerator.device
+    batch = next(trainer.batches())  # cached latents (the VAE's moments) or pixels, as the loader gives them
     if device.type == "cuda":
         batch = {k: v.pin_memory() for k, v in batch.items()}
 
     def step():
-        loop.micro_step(batch)
-        loop.optimizer_step()
+        trainer.micro_step(batch)
+        trainer.optimizer_step()
 
     flops = None
-    if not options["torch_compile"]:  # counted in eager mode; a compiled step does the same arithmetic
+    if not job["options"]["torch_compile"]:  # counted in eager mode; a compiled step does the same arithmetic
         with FlopCounterMode(display=False) as counter:
             step()
         flops = counter.get_total_flops()
@@ -200,40 +203,26 @@ def time_step(job: dict) -> dict:
         step()
     sync()
     seconds = time.perf_counter() - started
-    return dict(samples_per_second=job["steps"] * batch_size / seconds, flops_per_step=flops,
+    return dict(samples_per_second=job["steps"] * job["batch_size"] / seconds, flops_per_step=flops,
                 peak_memory_gb=peak_memory_gb(device), device=device_name(device))
 
 
 def time_whole_trainer(job: dict) -> dict:
-    """Run train_video_ip2p.py's main on generated clips and read the throughput it logged."""
+    """Train on generated clips through the trainer, from a saved model folder, and read the throughput it logged."""
     import torch
 
-    import make_dataset
-    import train_video_ip2p
     from benchmarks.plot_loss import read_scalars
-    from ip2p.synthetic import write_synthetic_dataset
+    from ip2p.training.trainer import build_trainer
+    from ip2p.training.video_task import video_task
 
-    work, options = Path(job["work"]), job["options"]
-    model = work / "model"
+    model = Path(job["work"]) / "model"
     if not model.exists():
-        build_pipeline(job["config"]).save_pretrained(str(model), safe_serialization=True)
-    data = work / f"data-{job['resolution']}"
-    if not data.exists():
-        clips_per_task = max(2, -(-job["batch_size"] * 2 // 3))  # two batches an epoch, at least
-        write_synthetic_dataset(work / f"raw-{job['resolution']}", clips_per_task, 0, job["resolution"], seed=0)
-        if make_dataset.main(["--data-root", str(work / f"raw-{job['resolution']}"), "--output-dir", str(data)]):
-            raise UserError("could not convert the generated clips")
-    output = work / f"trainer-{time.time_ns()}"
-    argv = ["--pretrained_model_name_or_path", str(model), "--train_data_dir", str(data), "--output_dir", str(output),
-            "--resolution", str(job["resolution"]), "--train_batch_size", str(job["batch_size"]), "--seed", "0",
-            "--max_train_steps", str(job["trainer_steps"]), "--checkpointing_steps", str(job["trainer_steps"] * 10),
-            "--lr_warmup_steps", "0", "--num_validation_images", "0", "--latent_cache_dir", str(work / "latent_cache"),
-            "--report_to", "tensorboard", *trainer_flags(options)]
+        random_pipeline(job["config"]).save_pretrained(str(model), safe_serialization=True)
+    output = Path(job["work"]) / f"trainer-{time.time_ns()}"
+    args = trainer_args(job, output, job["trainer_steps"])
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    code = train_video_ip2p.main(argv)
-    if code:
-        raise UserError(f"the whole-trainer row failed (train_video_ip2p.py exit {code})")
+    build_trainer(args, video_task(args)).run()
     _, values = read_scalars(output / "logs", "train/samples_per_second")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return dict(samples_per_second=float(values[-1]), flops_per_step=None, peak_memory_gb=peak_memory_gb(device),

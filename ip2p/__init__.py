@@ -1,24 +1,16 @@
 """Text-instructed next-frame prediction with a widened InstructPix2Pix.
 
-The top-level scripts are thin entry points; everything they share lives here,
-one module per concern:
+The top-level scripts are thin entry points; everything they share lives in
+this package, grouped by stage. Imports point one way, down this list (a
+test checks it):
 
-- ``cli``          argument parsing conventions and user-facing errors
-- ``atomic_dir``   write an output folder completely or not at all
-- ``raw_data``     read and validate raw clip folders (both layouts)
-- ``processed``    the processed ``DatasetDict``: build, save, load, resolve paths
-- ``mini_data``    generated clips for smoke tests
-- ``single_image`` the single-image (imagefolder) layout
-- ``hub``          model download through the Hugging Face hub or a mirror
-- ``tiny_model``   a tiny, randomly initialised pipeline for offline use
-- ``checks``       the checks behind ``quick_test.py``
-- ``models``       channel facts and UNet input widening
-- ``train_args``, ``training``, ``edit_data``, ``checkpoints``, ``run_logger``
-                   the training engine both trainers share
-- ``conditioning``, ``transforms``, ``latents``, ``latent_cache``
-                   the pieces of a training step
-- ``video_data``, ``video_pipeline``, ``strips``   the 20-frame model
-- ``synthetic``, ``metrics``, ``evaluation``, ``vae_fit``   learnable clips and evaluation
+- ``training``, ``evaluation``  the two jobs; neither imports the other
+- ``data``                      raw clips, the processed dataset, training samples, the latent cache
+- ``models``                    model folders, loading, widening, the VAE's latents, the video pipeline
+- ``shared``                    user-facing errors, atomic output folders, images, metrics
+
+``data`` sits above ``models`` because filling the latent cache encodes
+frames with the VAE; no model code reads data.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from conftest import run_script, write_clip, write_metadata
-from ip2p.metrics import PSNR_CAP_DB, image_metrics, psnr, ssim
+from ip2p.shared.metrics import PSNR_CAP_DB, image_metrics, psnr, ssim
 
 
 def test_metrics_against_known_values():
@@ -100,18 +100,42 @@ def test_evaluate_explains_bad_input(synthetic, video_model, tiny_model, tmp_pat
 
 
 def test_residual_target_is_the_scaled_change_between_latent_means():
-    from ip2p.latents import latents_from_moments
+    from ip2p.training.objectives import FrameObjective, ResidualObjective
 
     moments = torch.randn(2, 4, 8, 3, 3)  # 3 observed frames + target, [mean, logvar]
-    frame, _ = latents_from_moments(moments, 0.5, torch.Generator().manual_seed(1))
-    residual, condition = latents_from_moments(moments, 0.5, torch.Generator().manual_seed(1), "residual", 0.25)
+    frame, frame_condition = FrameObjective().latents(moments, 0.5, torch.Generator().manual_seed(1))
+    residual, condition = ResidualObjective(scale=0.25).latents(moments, 0.5, torch.Generator().manual_seed(1))
     means = moments[:, :, :4] * 0.5
     torch.testing.assert_close(residual, (means[:, -1] - means[:, -2]) / 0.25)
     # The frame target is a posterior sample (InstructPix2Pix's convention); the residual carries no VAE noise.
     assert not torch.allclose(frame, means[:, -1])
-    again, _ = latents_from_moments(moments, 0.5, torch.Generator().manual_seed(2), "residual", 0.25)
+    again, _ = ResidualObjective(scale=0.25).latents(moments, 0.5, torch.Generator().manual_seed(2))
     torch.testing.assert_close(again, residual)
+    # Both condition on the observed frames' modes (unscaled), oldest first.
     assert condition.shape == (2, 12, 3, 3)
+    torch.testing.assert_close(condition, moments[:, :3, :4].flatten(1, 2))
+    torch.testing.assert_close(frame_condition, condition)
+
+
+def test_residual_objective_measures_its_scale_on_the_training_samples():
+    from ip2p.training.objectives import ResidualObjective
+
+    class Samples:  # what the objective reads: each sample's moments, [mean, logvar] per frame
+        def __init__(self, moments):
+            self.all = moments
+
+        def __len__(self):
+            return len(self.all)
+
+        def moments(self, index, vae, device, dtype):
+            return self.all[index]
+
+    vae = type("Vae", (), {"config": type("Config", (), {"scaling_factor": 0.5})()})()
+    moments = torch.randn(5, 3, 8, 2, 2)
+    settings = ResidualObjective().prepare(Samples(moments), vae, "cpu", torch.float32)
+    expected = float(((moments[:, -1, :4] - moments[:, -2, :4]) * 0.5).std())
+    assert settings == {"prediction_target": "residual", "residual_scale": pytest.approx(expected)}
+    assert ResidualObjective(scale=2.0).prepare(Samples(moments), vae, "cpu", torch.float32)["residual_scale"] == 2.0
 
 
 def test_residual_training_saves_its_target_and_evaluates_in_composite_mode(synthetic, tiny_model, tmp_path):
@@ -121,9 +145,11 @@ def test_residual_training_saves_its_target_and_evaluates_in_composite_mode(synt
                       "--output_dir", "out", "--resolution", 32, "--max_train_steps", 2, "--prediction_target", "residual",
                       "--latent_cache_dir", "cache", "--num_validation_images", 1, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "residual target scale" in done.stdout
+    assert "objective residual: prediction_target residual, residual_scale" in done.stdout
     index = json.loads((tmp_path / "out/model_index.json").read_text())
     assert index["prediction_target"] == "residual" and index["residual_scale"] > 0
+    # The measured scale is recorded with the run's arguments too.
+    assert json.loads((tmp_path / "out/training_args.json").read_text())["residual_scale"] == index["residual_scale"]
     done = run_script("evaluate.py", "--model", "out", "--data", processed, "--num-inference-steps", 2, "--sampler", "ddim",
                       "--output-dir", "eval", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -139,7 +165,7 @@ def test_residual_training_saves_its_target_and_evaluates_in_composite_mode(synt
 
 
 def test_tiny_vae_downsamples_once_per_block_after_the_first():
-    from ip2p.tiny_model import build_tiny_pipeline
+    from ip2p.models.tiny_model import build_tiny_pipeline
 
     for channels, latent_size in (((8, 16, 16, 16), 4), ((8, 16, 16), 8)):
         vae = build_tiny_pipeline(vae_channels=channels).vae
@@ -150,8 +176,8 @@ def test_tiny_vae_downsamples_once_per_block_after_the_first():
 
 
 def test_fitting_the_tiny_vae_makes_it_reconstruct_frames(synthetic, tmp_path):
-    from ip2p.evaluation import vae_roundtrip
-    from ip2p.metrics import image_metrics
+    from ip2p.evaluation.scoring import vae_roundtrip
+    from ip2p.shared.metrics import image_metrics
 
     done = run_script("download_model.py", "--tiny", "--local-dir", "fitted", "--fit-vae-frames", synthetic / "raw/train",
                       "--fit-vae-steps", 150, cwd=tmp_path)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import numbered_clip_root, run_script, write_clip, write_metadata
-from ip2p.processed import load_processed_dataset
+from ip2p.data.processed import load_processed_dataset
 
 
 def tree_digest(folder: Path) -> dict:

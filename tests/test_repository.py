@@ -1,6 +1,7 @@
 """Whole-repository promises: the README's main command (a 5-step training
 run) works from a clean copy, and nothing imports torchvision (it has no working CPU build here)."""
 
+import ast
 import os
 import re
 import shutil
@@ -44,3 +45,59 @@ def test_readme_main_command_runs_from_a_clean_copy(tmp_path):
     assert (copy / "test_output/checkpoint-5/training_state.json").is_file()
     assert (copy / "test_output/unet/diffusion_pytorch_model.safetensors").is_file()
     assert list((copy / "test_output/validation").rglob("*.png"))
+
+
+# The package's stages, lowest first: a module may import its own stage and the ones below it.
+STAGE_RANK = {"shared": 0, "models": 1, "data": 2, "training": 3, "evaluation": 3}
+
+
+def imported_modules(path: Path, package: str) -> list:
+    """Absolute names of the modules ``path`` imports (relative imports resolved against ``package``)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            names.append(".".join(base + ([node.module] if node.module else [])))
+    return names
+
+
+def test_package_imports_point_down_the_stages():
+    wrong = []
+    for path in sorted((REPO / "ip2p").rglob("*.py")):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        if len(parts) < 3:
+            continue  # ip2p/__init__.py
+        stage, package = parts[1], ".".join(parts[:-1]) if parts[-1] != "__init__" else ".".join(parts)
+        for name in imported_modules(path, package):
+            target = name.split(".")
+            if target[0] != "ip2p" or len(target) < 2 or target[1] == stage:
+                continue
+            if STAGE_RANK[target[1]] >= STAGE_RANK[stage]:
+                wrong.append(f"{path.relative_to(REPO)} imports {name}")
+    assert wrong == []
+    assert set(STAGE_RANK) == {p.name for p in (REPO / "ip2p").iterdir() if (p / "__init__.py").is_file()}
+
+
+def test_no_package_benchmark_or_test_imports_a_top_level_script():
+    scripts = {path.stem for path in REPO.glob("*.py")}
+    offenders = []
+    for folder in ("ip2p", "benchmarks", "tests"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            package = ".".join(path.relative_to(REPO).parent.parts)
+            offenders += [f"{path.relative_to(REPO)} imports {name}" for name in imported_modules(path, package)
+                          if name.split(".")[0] in scripts]
+    assert offenders == []
+
+
+def test_readme_layout_lists_every_package_module():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("## Repository layout", 1)[1].split("```")[1]
+    package_part = layout.split("\n*.py", 1)[0]
+    name_columns = [re.split(r"\s{2,}", line.strip())[0] for line in package_part.splitlines() if line.strip()]
+    listed = {name for column in name_columns for name in re.findall(r"\b(\w+\.py)\b", column)}
+    modules = {path.name for path in (REPO / "ip2p").rglob("*.py") if path.name != "__init__.py"}
+    assert listed == modules
+    folders = {path.name for path in (REPO / "ip2p").iterdir() if (path / "__init__.py").is_file()}
+    assert folders == set(re.findall(r"^  (\w+)/", package_part, re.MULTILINE))

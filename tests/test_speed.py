@@ -1,6 +1,7 @@
 """Speed options of the trainer (issue 6): the defaults picked per machine, each
 option's loss against the default path, and the throughput benchmark's table."""
 
+import argparse
 import importlib.util
 import json
 import subprocess
@@ -9,53 +10,76 @@ import sys
 import pytest
 import torch
 
-import train_video_ip2p
 from conftest import REPO, logged_losses, script_env, train_video
-from ip2p.speed import loader_options, resolve_speed_defaults
+from ip2p.training.speed import loader_options, speed_defaults
+from ip2p.training.video_task import parse_video_args
 
 REFERENCE = ["--attention", "sdpa", "--no_channels_last", "--no_fused_adam", "--mixed_precision", "no"]
 OPPOSITE = {"--channels_last": "--no_channels_last", "--fused_adam": "--no_fused_adam"}
 
 
 def parsed(*flags):
-    return train_video_ip2p.parse_args(["--pretrained_model_name_or_path", "m", "--train_data_dir", "d", *flags])
+    return parse_video_args(["--pretrained_model_name_or_path", "m", "--train_data_dir", "d", *flags])
+
+
+def resolved(args, cuda_available):
+    """The namespace as the run would see it, and the notes printed for it."""
+    values, notes = speed_defaults(args, cuda_available)
+    return argparse.Namespace(**{**vars(args), **values}), notes
 
 
 def test_defaults_are_the_fast_choices_on_a_gpu_and_off_on_cpu(monkeypatch):
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
-    cpu = parsed()
-    resolve_speed_defaults(cpu, cuda_available=False)
+    cpu, _ = resolved(parsed(), cuda_available=False)
     assert (cpu.mixed_precision, cpu.channels_last, cpu.fused_adam, cpu.dataloader_num_workers) == ("no", False, False, 0)
     assert cpu.attention == "sdpa"
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    gpu = parsed()
-    notes = resolve_speed_defaults(gpu, cuda_available=True)
+    args = parsed()
+    gpu, notes = resolved(args, cuda_available=True)
     assert (gpu.mixed_precision, gpu.channels_last, gpu.fused_adam, gpu.dataloader_num_workers) == ("bf16", True, True, 4)
     assert "mixed precision: bf16" in notes
+    assert args.mixed_precision is None and args.channels_last is None  # the parsed arguments are not changed
     options = loader_options(gpu, "cuda")
     assert options["pin_memory"] and options["persistent_workers"] and options["num_workers"] == 4
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    older = parsed()
-    resolve_speed_defaults(older, cuda_available=True)
+    older, _ = resolved(parsed(), cuda_available=True)
     assert older.mixed_precision == "fp16"  # with loss scaling, on GPUs without bf16
 
 
 def test_explicit_choices_and_the_accelerate_config_win_over_defaults(monkeypatch):
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
-    args = parsed("--no_channels_last", "--no_fused_adam", "--dataloader_num_workers", "1", "--dataloader_prefetch_factor", "6",
-                  "--enable_xformers_memory_efficient_attention")
-    notes = resolve_speed_defaults(args, cuda_available=True)
+    args, notes = resolved(parsed("--no_channels_last", "--no_fused_adam", "--dataloader_num_workers", "1",
+                                  "--dataloader_prefetch_factor", "6", "--enable_xformers_memory_efficient_attention"),
+                           cuda_available=True)
     assert notes == []
-    assert args.mixed_precision is None  # accelerate reads its config
+    assert args.mixed_precision == "fp16"  # the accelerate config's choice, recorded
     assert (args.channels_last, args.fused_adam, args.dataloader_num_workers, args.attention) == (False, False, 1, "xformers")
     assert loader_options(args, "cuda")["prefetch_factor"] == 6
-    eight_bit = parsed("--use_8bit_adam")
-    resolve_speed_defaults(eight_bit, cuda_available=True)
+    eight_bit, _ = resolved(parsed("--use_8bit_adam"), cuda_available=True)
     assert eight_bit.fused_adam is False  # bitsandbytes has its own kernel
+    on_cpu, notes = resolved(parsed("--mixed_precision", "fp16"), cuda_available=False)
+    assert on_cpu.mixed_precision == "no" and "mixed precision: no (fp16 needs a GPU)" in notes
+
+
+def test_the_parser_checks_each_declared_choice(capsys):
+    from ip2p.training.objectives import OBJECTIVES
+    from ip2p.training.video_task import VIDEO_ARGUMENTS
+
+    for flag, value in (("--attention", "flash"), ("--prediction_target", "flow"), ("--mixed_precision", "fp8"),
+                        ("--lr_scheduler", "cosine_annealing")):
+        with pytest.raises(SystemExit):
+            parsed(flag, value)
+        assert f"argument {flag}: invalid choice: '{value}'" in capsys.readouterr().err
+    assert parsed("--prediction_target", "residual").prediction_target == "residual"
+    declared = next(arg.choices for arg in VIDEO_ARGUMENTS["video"] if arg.flag == "--prediction_target")
+    assert declared == tuple(OBJECTIVES)  # every objective is offered, and nothing else
+    with pytest.raises(SystemExit):
+        parsed("--center_crop")  # the video trainer's crop is chosen by --random_crop alone
+    assert "unrecognized arguments: --center_crop" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ DIFFUSERS_EXAMPLE_FLAGS = """
 
 
 def test_every_flag_of_the_diffusers_example_is_accepted_with_its_default():
-    from ip2p.train_args import build_parser
+    from ip2p.training.args import build_parser
 
     parser = build_parser("test")
     args = parser.parse_args(shlex.split(DIFFUSERS_EXAMPLE_FLAGS))
@@ -219,7 +219,7 @@ def test_dataset_name_accepts_a_save_to_disk_folder_of_decoded_images(tmp_path, 
 def test_push_to_hub_uploads_the_pipeline_not_the_checkpoints(tmp_path, monkeypatch):
     import huggingface_hub
 
-    from ip2p.training import push_pipeline
+    from ip2p.training.saving import push_pipeline
 
     calls = {}
 

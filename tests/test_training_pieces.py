@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ip2p.cli import UserError
-from ip2p.conditioning import apply_conditioning_dropout, conditioning_dropout_masks
-from ip2p.models import unet_in_channels_for, widen_unet_input
-from ip2p.transforms import mirror_instruction, paired_crop_flip
+from ip2p.data.transforms import mirror_instruction, paired_crop_flip
+from ip2p.models.widening import unet_in_channels_for, widen_unet_input
+from ip2p.shared.cli import UserError
+from ip2p.training.conditioning import apply_conditioning_dropout, conditioning_dropout_masks
 
 
 def tiny_unet(in_channels: int, seed: int = 0):

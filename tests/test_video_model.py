@@ -62,7 +62,8 @@ def test_cache_is_reused_by_later_runs_and_invalidated_by_changes(tmp_path, tiny
 def test_vae_is_not_called_after_the_cache_is_filled(tmp_path, tiny_model, clips, monkeypatch):
     from diffusers import AutoencoderKL
 
-    import train_video_ip2p
+    from ip2p.training.trainer import build_trainer
+    from ip2p.training.video_task import parse_video_args, video_task
 
     calls = []
     original = AutoencoderKL.encode
@@ -72,7 +73,10 @@ def test_vae_is_not_called_after_the_cache_is_filled(tmp_path, tiny_model, clips
             "--output_dir", "out", "--resolution", "32", "--train_batch_size", "3", "--gradient_accumulation_steps", "1",
             "--num_train_epochs", "3", "--seed", "0", "--latent_cache_dir", "cache", "--num_validation_images", "0",
             "--report_to", "none"]
-    assert train_video_ip2p.main(args) == 0
+    args = parse_video_args(args)
+    trainer = build_trainer(args, video_task(args))
+    assert calls == [3 * 21]  # the cache is filled while building
+    trainer.run()
     assert calls == [3 * 21]  # one batch of 3 clips x 21 frames while filling the cache, none in 3 epochs of training
     assert json.loads((tmp_path / "out/training_args.json").read_text())["num_train_epochs"] == 3
 
@@ -97,7 +101,7 @@ def test_trained_model_predicts_through_the_pipeline_and_predict_py(tmp_path, ti
     strip = Image.open(next((tmp_path / "out/validation").rglob("*.png")))
     assert strip.size == (32 * 3, 32)  # last observed | prediction | truth
 
-    from ip2p.video_pipeline import VideoInstructPix2PixPipeline
+    from ip2p.models.video_pipeline import VideoInstructPix2PixPipeline
 
     pipeline = VideoInstructPix2PixPipeline.from_pretrained(str(tmp_path / "out"))
     frames = [Image.open(clips / f"raw/val/move_object/video_0/{i:02d}.jpg") for i in range(20)]
@@ -123,10 +127,10 @@ def test_trained_model_predicts_through_the_pipeline_and_predict_py(tmp_path, ti
 
 
 def test_flipped_samples_mirror_their_instruction_and_all_frames(tmp_path, tiny_model, clips):
-    from ip2p.edit_data import tokenize
-    from ip2p.processed import load_processed_dataset
-    from ip2p.tiny_model import build_tiny_tokenizer
-    from ip2p.video_data import VideoSamples
+    from ip2p.data.processed import load_processed_dataset
+    from ip2p.data.video_samples import VideoSamples
+    from ip2p.models.text import tokenize
+    from ip2p.models.tiny_model import build_tiny_tokenizer
 
     dataset = load_processed_dataset(clips / "processed")
     split = dataset.splits["train"].map(lambda row: {"edit_prompt": "moving the cup from left to right"})

@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .cli import UserError
-from .metrics import psnr
-from .raw_data import IMAGE_EXTENSIONS
+from ..shared.cli import UserError
+from ..shared.images import IMAGE_EXTENSIONS
+from ..shared.metrics import psnr
 
 
 def load_frames(folder: Path, max_frames: int, seed: int) -> torch.Tensor:

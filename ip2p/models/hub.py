@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from .checks import pipeline_folder_problems
-from .cli import UserError
+from .files import pipeline_folder_problems
+from ..shared.cli import UserError
 
 DEFAULT_REPO_ID = "timbrooks/instruct-pix2pix"
 DEFAULT_ENDPOINT = "https://huggingface.co"

@@ -1,8 +1,9 @@
 """Speed options of the training step, and the defaults picked for the hardware.
 
 Every option is a trainer flag that a user can turn on or off; the ones left
-unset (``None``) are resolved here before training starts, so the saved
-``training_args.json`` records what actually ran:
+unset (``None``) are chosen here when the run's arguments are resolved
+(``ip2p.training.setup.init_run``), so the saved ``training_args.json``
+records what actually ran:
 
 - ``--mixed_precision``: bf16 autocast on a GPU that supports it (fp16 with
   loss scaling on older GPUs), unless the accelerate config
@@ -23,34 +24,38 @@ unset (``None``) are resolved here before training starts, so the saved
 """
 
 import os
-from typing import List
+from typing import Dict, List, Tuple
 
 import torch
 
-from .cli import UserError
-
-ATTENTION_CHOICES = ("sdpa", "eager", "xformers")
+from ..shared.cli import UserError
 
 
-def resolve_speed_defaults(args, cuda_available: bool) -> List[str]:
-    """Fill the unset speed options for this machine; returns one note per choice made."""
-    notes = []
+def speed_defaults(args, cuda_available: bool) -> Tuple[Dict[str, object], List[str]]:
+    """The values of the speed options for this machine (those left unset
+    chosen here), and one note per choice made; ``args`` is not changed."""
+    values, notes = {}, []
     if args.enable_xformers_memory_efficient_attention:  # the diffusers example's flag
-        args.attention = "xformers"
-    if args.mixed_precision is None and "ACCELERATE_MIXED_PRECISION" not in os.environ:
-        args.mixed_precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda_available else "no"
-        notes.append(f"mixed precision: {args.mixed_precision}")
+        values["attention"] = "xformers"
+    precision = args.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION")  # the flag, else accelerate's config
+    if precision is None:
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda_available else "no"
+        notes.append(f"mixed precision: {precision}")
+    elif precision == "fp16" and not cuda_available:
+        precision = "no"
+        notes.append("mixed precision: no (fp16 needs a GPU)")
+    values["mixed_precision"] = precision
     if args.channels_last is None:
-        args.channels_last = cuda_available
+        values["channels_last"] = cuda_available
         notes.append(f"channels_last: {'on' if cuda_available else 'off'}")
     if args.fused_adam is None:
-        args.fused_adam = cuda_available and not args.use_8bit_adam
-        notes.append(f"fused AdamW: {'on' if args.fused_adam else 'off'}")
+        values["fused_adam"] = cuda_available and not args.use_8bit_adam
+        notes.append(f"fused AdamW: {'on' if values['fused_adam'] else 'off'}")
     if args.dataloader_num_workers is None:
         processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-        args.dataloader_num_workers = min(4, max(0, (os.cpu_count() or 1) // processes - 1)) if cuda_available else 0
-        notes.append(f"data-loading workers: {args.dataloader_num_workers}")
-    return notes
+        values["dataloader_num_workers"] = min(4, max(0, (os.cpu_count() or 1) // processes - 1)) if cuda_available else 0
+        notes.append(f"data-loading workers: {values['dataloader_num_workers']}")
+    return values, notes
 
 
 def apply_unet_speed_options(unet, args) -> None:

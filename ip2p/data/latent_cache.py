@@ -23,8 +23,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .checks import safetensors_file_problem
-from .latents import encode_moments
+from ..models.files import safetensors_file_problem
+from ..models.latents import encode_moments
 
 CACHE_FORMAT = 1
 

@@ -9,75 +9,19 @@
 
 import csv
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import torch
 from PIL import Image, ImageChops, ImageOps
 
-from .cli import UserError
-from .metrics import image_metrics
-from .strips import make_strip
+from ..shared.images import make_strip
+from ..shared.metrics import image_metrics
+from .samples import EvalSample
 
 ROWS = ("model", "copy_last", "latent_copy_last", "vae_reconstruction")
 METRICS = ("psnr", "ssim")
-
-
-@dataclass
-class EvalSample:
-    sample_id: str
-    task_type: str
-    instruction: str
-    load_frames: Callable[[], List[Image.Image]]
-    load_target: Callable[[], Image.Image]
-
-
-def samples_from_data(data: Path, split: str, num_frames: int) -> List[EvalSample]:
-    """Samples of a processed dataset, or of a raw data root (either layout)."""
-    from .processed import is_processed_dataset
-
-    return (_processed_samples if is_processed_dataset(data) else _raw_samples)(data, split, num_frames)
-
-
-def _processed_samples(data: Path, split: str, num_frames: int) -> List[EvalSample]:
-    from .edit_data import open_image
-    from .processed import load_processed_dataset
-    from .raw_data import task_type_from_path
-
-    dataset = load_processed_dataset(data)
-    if split not in dataset.splits:
-        raise UserError(f"{data} has no split {split!r} (splits: {', '.join(dataset.splits)})")
-    rows = dataset.splits[split]
-    if dataset.num_input_frames != num_frames:
-        raise UserError(f"{data} has {dataset.num_input_frames} frames per sample but the model takes {num_frames}")
-    samples = []
-    # Whole columns of paths and prompts: indexing rows would decode every target image here.
-    for index, (frames_paths, prompt) in enumerate(zip(rows["input_frames"], rows["edit_prompt"])):
-        samples.append(EvalSample(
-            sample_id=str(Path(frames_paths[-1]).parent), task_type=task_type_from_path(str(Path(frames_paths[-1]).parent)),
-            instruction=prompt,
-            load_frames=lambda paths=frames_paths: [open_image(p, dataset.frame_path) for p in paths],
-            load_target=lambda i=index: rows[i]["edited_image"].convert("RGB"),
-        ))
-    return samples
-
-
-def _raw_samples(data: Path, split: str, num_frames: int) -> List[EvalSample]:
-    from .raw_data import scan_raw_data
-
-    scan = scan_raw_data(data, num_frames)
-    if scan.problems:
-        raise UserError(f"{len(scan.problems)} invalid sample(s) in {data}, first: {scan.problems[0].line()}; "
-                        "check them with make_dataset.py")
-    chosen = [s for s in scan.samples if s.split == split]
-    if not chosen:
-        raise UserError(f"{data} has no samples in split {split!r} (raw val/ is 'test', everything else 'train')")
-    open_rgb = lambda path: Image.open(Path(data) / path).convert("RGB")  # noqa: E731
-    return [EvalSample(s.sample_id, s.task_type, s.instruction,
-                       load_frames=lambda s=s: [open_rgb(p) for p in s.input_frames],
-                       load_target=lambda s=s: open_rgb(s.target_frame)) for s in chosen]
 
 
 @torch.no_grad()

@@ -11,14 +11,15 @@ flipped sample flips all 21 frames and mirrors its instruction ("left" <->
 import hashlib
 import random
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
-from PIL import Image
 
-from .cli import UserError
-from .edit_data import open_image, tokenize
-from .latent_cache import LatentCache
+from ..models.latents import encode_moments
+from ..models.text import tokenize
+from ..shared.cli import UserError
+from ..shared.images import open_image
+from .latent_cache import LatentCache, fill_cache, vae_fingerprint
 from .transforms import mirror_instruction, paired_crop_flip
 
 
@@ -61,7 +62,7 @@ class VideoSamples(torch.utils.data.Dataset):
     def pixels(self, index: int, flipped: bool, rng: Optional[random.Random] = None) -> torch.Tensor:
         """``(N + 1, 3, R, R)``: the observed frames, then the target."""
         row = self.raw[index]
-        frames = [open_image(str(path), lambda p: Path(p)) for path in self.frame_files(index)]
+        frames = [open_image(str(path)) for path in self.frame_files(index)]
         target = open_image(row[self.target_column], self.resolve)
         if target.size != frames[0].size:
             target = target.resize(frames[0].size)
@@ -83,6 +84,28 @@ class VideoSamples(torch.utils.data.Dataset):
     def cache_requests(self, rank: int, world: int) -> List[tuple]:
         orientations = [False, True] if self.random_flip else [False]
         return [(self.cache_key(i, f), i, f) for i in range(rank, len(self), world) for f in orientations]
+
+    def fill_latent_cache(self, cache_dir: Path, vae, device, dtype, batch_size: int, rank: int = 0, world: int = 1,
+                          show_progress: bool = True) -> Tuple[int, int]:
+        """Encode this process's share of the samples that the cache under
+        ``cache_dir`` lacks, then read latents from it; returns (encoded, entries
+        of this process). Every process must fill before any trains."""
+        cache = LatentCache(Path(cache_dir), vae_fingerprint(vae, self.resolution, "center"))
+        try:
+            requests = self.cache_requests(rank, world)
+            encoded = fill_cache(cache, requests, self.pixels, vae, device, dtype, batch_size, show_progress)
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot read a training frame while caching latents ({type(err).__name__}: {err}); "
+                            "check the data with quick_test.py") from None
+        self.cache = cache
+        return encoded, len(requests)
+
+    def moments(self, index: int, vae, device, dtype) -> torch.Tensor:
+        """``(N + 1, 2 * latent_channels, h, w)``: sample ``index`` unflipped, from the cache when filled, else encoded."""
+        moments = self.cache.load(self.cache_key(index, False)) if self.cache is not None else None
+        if moments is None:
+            moments = encode_moments(vae, self.pixels(index, False)[None].to(device, dtype=dtype))[0].cpu()
+        return moments
 
     def __getitem__(self, key):
         epoch, index = key

@@ -11,17 +11,28 @@ leaves nothing that ``latest`` could pick.
 import json
 import re
 import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from .cli import UserError
-from .train_args import save_args
+from ..shared.cli import UserError
 
 STATE_FILE = "training_state.json"
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class TrainState:
+    """Where a run is: optimizer steps done, and the data position (the
+    epoch, and batches of it already read), plus the seed its data order comes from."""
+
+    seed: int
+    global_step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
 
 
 def list_checkpoints(output_dir: Path):
@@ -56,11 +67,12 @@ def remove_partial_checkpoints(output_dir: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def save_checkpoint(accelerator, output_dir: Path, step: int, state: dict, args, generator: torch.Generator,
-                    total_limit: Optional[int]) -> Path:
-    """Write ``checkpoint-{step}``; every process must call this."""
-    final = Path(output_dir) / f"checkpoint-{step}"
-    staging = Path(output_dir) / f".checkpoint-{step}.partial"
+def save_checkpoint(accelerator, output_dir: Path, state: TrainState, generator: torch.Generator,
+                    total_limit: Optional[int], write_args: Callable[[Path], None]) -> Path:
+    """Write ``checkpoint-{step}``; every process must call this.
+    ``write_args(folder)`` adds the run's resolved arguments."""
+    final = Path(output_dir) / f"checkpoint-{state.global_step}"
+    staging = Path(output_dir) / f".checkpoint-{state.global_step}.partial"
     if accelerator.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -68,9 +80,9 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, state: dict, args,
     save_file({"state": generator.get_state()}, str(staging / f"noise_generator_{accelerator.process_index}.safetensors"))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_args(args, staging)
+        write_args(staging)
         # Written last: its presence marks the folder as complete.
-        (staging / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        (staging / STATE_FILE).write_text(json.dumps(asdict(state), indent=2) + "\n", encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)
         staging.rename(final)
@@ -81,7 +93,7 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, state: dict, args,
     return final
 
 
-def load_checkpoint(accelerator, path: Path, generator: torch.Generator) -> dict:
+def load_checkpoint(accelerator, path: Path, generator: torch.Generator) -> TrainState:
     """Restore everything ``save_checkpoint`` wrote; returns the training state."""
     accelerator.load_state(str(path))
     generator_file = Path(path) / f"noise_generator_{accelerator.process_index}.safetensors"
@@ -89,4 +101,9 @@ def load_checkpoint(accelerator, path: Path, generator: torch.Generator) -> dict
         generator.set_state(load_file(str(generator_file))["state"])
     else:
         accelerator.print(f"note: {path} was saved with fewer processes; this process starts a new noise stream")
-    return json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8"))
+    return read_state(path)
+
+
+def read_state(path: Path) -> TrainState:
+    """The training state a checkpoint recorded (its seed decides a resumed run's data order)."""
+    return TrainState(**json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8")))

@@ -1,13 +1,14 @@
 """The single-image layout read by ``train_instruct_pix2pix.py --train_data_dir``:
-a folder of images plus ``metadata.jsonl``, one object per line (SPEC.md)."""
+a folder of images plus ``metadata.jsonl``, one object per line (README, "Single-image layout")."""
 
 import json
 import shutil
 from pathlib import Path
 from typing import Tuple
 
-from .cli import UserError, read_json_file
-from .raw_data import IMAGE_EXTENSIONS, frame_files_problem
+from ..shared.cli import UserError, read_json_file
+from ..shared.images import IMAGE_EXTENSIONS
+from .raw_data import frame_files_problem
 
 METADATA_FILE = "metadata.jsonl"
 

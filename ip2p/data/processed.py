@@ -1,6 +1,6 @@
 """The processed dataset: a ``DatasetDict`` saved with ``save_to_disk``.
 
-Features are exactly SPEC.md's: ``input_frames`` (20 frame paths, oldest
+Features are exactly the README's ("Processed format"): ``input_frames`` (20 frame paths, oldest
 first), ``edit_prompt`` and ``edited_image`` (the target frame).
 
 How paths stay valid when data moves: frame paths are stored **relative to
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .cli import UserError
+from ..shared.cli import UserError
 from .raw_data import RawSample
 
 SOURCE_FILE = "ip2p_source.json"
@@ -133,10 +133,17 @@ class ProcessedDataset:
     data_root: Optional[Path]  # None: paths are used as stored
     num_input_frames: int
     source: dict
+    folder: Path
 
     def frame_path(self, stored: str) -> Path:
         """The file behind a stored ``input_frames`` entry."""
         return Path(stored) if self.data_root is None else self.data_root / stored
+
+    def split(self, name: str):
+        """One split, or one clear line naming the splits there are."""
+        if name not in self.splits:
+            raise UserError(f"{self.folder} has no split {name!r} (splits: {', '.join(self.splits)})")
+        return self.splits[name]
 
 
 def load_processed_dataset(path: Path, data_root: Optional[Path] = None) -> ProcessedDataset:
@@ -150,7 +157,7 @@ def load_processed_dataset(path: Path, data_root: Optional[Path] = None) -> Proc
     source = _read_source(path)
     frames_feature = splits["train"].features.get("input_frames") if "train" in splits else None
     num_frames = getattr(frames_feature, "length", source.get("num_input_frames", -1))
-    return ProcessedDataset(splits, _resolve_data_root(path, source, data_root), num_frames, source)
+    return ProcessedDataset(splits, _resolve_data_root(path, source, data_root), num_frames, source, path)
 
 
 def _read_source(path: Path) -> dict:

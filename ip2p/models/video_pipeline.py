@@ -21,6 +21,7 @@ Two choices trade realism for fidelity (README, "Predicting the change"):
   change keep their pixels instead of the VAE's reconstruction of them.
 """
 
+from pathlib import Path
 from typing import List, Optional, Union
 
 import PIL.Image
@@ -29,7 +30,9 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 
-from .models import LATENT_CHANNELS
+from .files import require_pipeline_folder
+from .text import encode_prompts
+from .widening import LATENT_CHANNELS
 
 
 class VideoInstructPix2PixPipeline(DiffusionPipeline):
@@ -60,11 +63,10 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         if width < self.vae_scale_factor or height < self.vae_scale_factor:
             raise ValueError(f"frames of {width}x{height} are smaller than the VAE's {self.vae_scale_factor}x downsampling")
 
-    @torch.no_grad()
-    def encode_prompts(self, prompts: List[str], device) -> torch.Tensor:
-        tokens = self.tokenizer(prompts, max_length=self.tokenizer.model_max_length, padding="max_length",
-                                truncation=True, return_tensors="pt").input_ids
-        return self.text_encoder(tokens.to(device))[0]
+    @property
+    def default_output_mode(self) -> str:
+        """Composite for a model that predicts the change, the decoded frame otherwise."""
+        return "composite" if self.config.prediction_target == "residual" else "frame"
 
     @torch.no_grad()
     def __call__(self, prompt: Union[str, List[str]], frames: Union[List[PIL.Image.Image], List[List[PIL.Image.Image]]],
@@ -86,7 +88,8 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         frame_latents = self.vae.encode(pixels.flatten(0, 1)).latent_dist.mode()  # unscaled, as in training
         frame_latents = frame_latents.reshape(batch, -1, *frame_latents.shape[1:])
         condition = frame_latents.flatten(1, 2)
-        text, empty = self.encode_prompts(prompts, device), self.encode_prompts([""] * batch, device)
+        text = encode_prompts(self.tokenizer, self.text_encoder, prompts, device)
+        empty = encode_prompts(self.tokenizer, self.text_encoder, [""] * batch, device)
         guided = guidance_scale > 1.0 or image_guidance_scale > 1.0
         if guided:  # batch order: (text, frames), (no text, frames), (no text, no frames)
             text = torch.cat([text, empty, empty])
@@ -121,3 +124,11 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
                 noise = neither + image_guidance_scale * (frames_only - neither) + guidance_scale * (with_text - frames_only)
             latents = self.scheduler.step(noise, timestep, latents, generator=generator).prev_sample
         return latents
+
+
+def load_video_pipeline(folder: Path, device: str = "cpu") -> VideoInstructPix2PixPipeline:
+    """A trained output folder as a pipeline on ``device``; a folder that is not one is one clear line."""
+    require_pipeline_folder(folder, "train one with train_video_ip2p.py", kind="trained pipeline")
+    pipeline = VideoInstructPix2PixPipeline.from_pretrained(str(folder), use_safetensors=True).to(device)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline

@@ -1,6 +1,6 @@
 """Read and validate raw clip folders.
 
-Two layouts are read (see SPEC.md):
+Two layouts are read (README, "Your data"):
 
 - **numbered**: ``metadata.json`` lists ``{"video_path", "instruction",
   "task_type"}`` entries; each video folder holds ``00.jpg, 01.jpg, ...``.
@@ -28,9 +28,9 @@ from typing import Dict, List, Optional, Tuple
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .cli import UserError, read_json_file
+from ..shared.cli import UserError, read_json_file
+from ..shared.images import IMAGE_EXTENSIONS
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 TEST_SPLIT_FOLDERS = {"val", "validation", "test"}
 TARGET_NAMES = {f"target{ext}" for ext in IMAGE_EXTENSIONS}
 NUMBERED_FRAME = re.compile(r"^(\d+)\.(jpg|jpeg|png)$", re.IGNORECASE)

@@ -1,10 +1,10 @@
-"""Model facts shared by every script (SPEC.md, "Model facts"), and widening
+"""Model facts shared by every script (README, "The 20-frame model"), and widening
 a UNet's input layer for more conditioning frames."""
 
 import torch
 from torch import nn
 
-from .cli import UserError
+from ..shared.cli import UserError
 
 # SD's VAE has 4 latent channels; the UNet input is [noisy latents, one latent per conditioning frame].
 LATENT_CHANNELS = 4

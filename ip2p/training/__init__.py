@@ -1,0 +1,6 @@
+"""Training: ``args`` (the trainers' flags, declared once), ``setup`` (the
+run resolved once: arguments, accelerator, precision, optimizer),
+``trainer`` (``build_trainer`` and ``Trainer.run``), ``objectives`` (what is
+denoised), ``image_task`` / ``video_task`` (the two trainers), and the
+pieces: ``conditioning``, ``speed``, ``checkpoints``, ``run_logger``,
+``saving``."""

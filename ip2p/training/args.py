@@ -1,0 +1,183 @@
+"""The one declaration of the trainers' arguments.
+
+Both trainers accept every flag of the diffusers example
+``examples/instruct_pix2pix/train_instruct_pix2pix.py`` with the same name,
+meaning and default, so existing command lines run unchanged. A trainer
+changes only defaults (``build_parser(defaults=...)``), may add its own
+flags and leave out shared ones it has no use for; ``--help`` prints every
+default, and each entry declares its allowed values, so the parser checks
+them. Defaults that depend on the machine or the run are resolved once, by
+``ip2p.training.setup.init_run``, into read-only ``ResolvedArgs``; those are
+saved as JSON beside every checkpoint and the final model (``save_args``).
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Dict, Iterable, NamedTuple, Optional, Tuple
+
+from ..shared.cli import make_parser
+
+ARGS_FILE = "training_args.json"
+
+
+class Arg(NamedTuple):
+    flag: str
+    kind: object  # a type, "store_true", or "bool" (--flag / --no_flag)
+    default: object
+    help: str
+    choices: Optional[Tuple[str, ...]] = None
+
+
+# Grouped as in the diffusers example.
+SHARED_ARGUMENTS = {
+    "model": [
+        Arg("--pretrained_model_name_or_path", str, None, "pipeline folder or hub id of the base model (required)"),
+        Arg("--revision", str, None, "hub revision of the base model"),
+        Arg("--variant", str, None, "weight variant of the base model, e.g. fp16"),
+        Arg("--non_ema_revision", str, None, "hub revision of the non-EMA UNet (deprecated upstream; default: --revision)"),
+    ],
+    "data": [
+        Arg("--dataset_name", str, None, "hub dataset id, a local dataset folder, or a save_to_disk folder"),
+        Arg("--dataset_config_name", str, None, "dataset config name, if the dataset has several"),
+        Arg("--train_data_dir", str, None, "a folder with images + metadata.jsonl (file names resolved inside it), or a save_to_disk folder"),
+        Arg("--original_image_column", str, "input_image", "column holding the image to edit"),
+        Arg("--edited_image_column", str, "edited_image", "column holding the edited (target) image"),
+        Arg("--edit_prompt_column", str, "edit_prompt", "column holding the instruction"),
+        Arg("--max_train_samples", int, None, "use only this many training samples (after a seeded shuffle)"),
+        Arg("--cache_dir", str, None, "where downloaded models and datasets are cached"),
+        Arg("--resolution", int, 256, "images are resized (short side) and cropped to this square size"),
+        Arg("--center_crop", "store_true", False, "crop the centre instead of a random square"),
+        Arg("--random_flip", "store_true", False, "flip samples left-right at random (all images of a sample together)"),
+        Arg("--dataloader_num_workers", int, None,
+         "data-loading worker processes (0: load in the main process; default: up to 4 with a GPU, 0 on CPU)"),
+    ],
+    "training": [
+        Arg("--output_dir", str, "instruct-pix2pix-model", "where checkpoints, logs and the final pipeline are written"),
+        Arg("--seed", int, None, "seed for reproducible training (each process derives its own stream)"),
+        Arg("--train_batch_size", int, 16, "batch size per device"),
+        Arg("--num_train_epochs", int, 100, "epochs to train (ignored when --max_train_steps is set)"),
+        Arg("--max_train_steps", int, None, "optimizer steps to train; overrides --num_train_epochs"),
+        Arg("--gradient_accumulation_steps", int, 1, "micro-batches per optimizer step"),
+        Arg("--conditioning_dropout_prob", float, 0.05,
+         "per sample, drop only the text, only the image, and both, each with this probability "
+         "(InstructPix2Pix paper, sec. 3.3) so both guidance scales work at inference"),
+        Arg("--use_ema", "store_true", False, "keep an exponential moving average of the UNet; used for validation and the saved model"),
+    ],
+    "optimisation": [
+        Arg("--learning_rate", float, 1e-4, "learning rate after warm-up"),
+        Arg("--scale_lr", "store_true", False, "multiply the learning rate by processes x batch size x accumulation"),
+        Arg("--lr_scheduler", str, "constant", "learning-rate schedule after warm-up",
+            choices=("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")),
+        Arg("--lr_warmup_steps", int, 500, "optimizer steps of linear warm-up"),
+        Arg("--use_8bit_adam", "store_true", False, "8-bit AdamW from bitsandbytes (pip install bitsandbytes)"),
+        Arg("--adam_beta1", float, 0.9, "AdamW beta1"),
+        Arg("--adam_beta2", float, 0.999, "AdamW beta2"),
+        Arg("--adam_weight_decay", float, 1e-2, "AdamW weight decay"),
+        Arg("--adam_epsilon", float, 1e-08, "AdamW epsilon"),
+        Arg("--max_grad_norm", float, 1.0, "gradient clipping norm"),
+    ],
+    "logging and validation": [
+        Arg("--val_image_url", str, None, "URL or local path of an image to edit at validation"),
+        Arg("--validation_prompt", str, None, "instruction used at validation"),
+        Arg("--num_validation_images", int, 4, "images generated per validation"),
+        Arg("--validation_epochs", int, 1, "validate every this many epochs"),
+        Arg("--validation_steps", int, None, "also validate every this many optimizer steps"),
+        Arg("--logging_dir", str, "logs", "TensorBoard folder, inside --output_dir"),
+        Arg("--report_to", str, "tensorboard", "where scalars and images go", choices=("tensorboard", "wandb", "comet_ml", "mlflow", "all", "none")),
+        Arg("--local_rank", int, -1, "set by the launcher; kept for compatibility"),
+    ],
+    "checkpoints": [
+        Arg("--checkpointing_steps", int, 500, "save a resumable checkpoint every this many optimizer steps"),
+        Arg("--checkpoints_total_limit", int, None, "keep only the newest this many checkpoints"),
+        Arg("--resume_from_checkpoint", str, None, "a checkpoint folder, or 'latest' in --output_dir"),
+    ],
+    "hub": [
+        Arg("--push_to_hub", "store_true", False, "upload the final pipeline (not the checkpoints) to the hub"),
+        Arg("--hub_token", str, None, "hub token (default: the logged-in one or $HF_TOKEN)"),
+        Arg("--hub_model_id", str, None, "hub repository (default: the name of --output_dir)"),
+    ],
+    "memory and speed": [
+        Arg("--mixed_precision", str, None,
+            "default: the accelerate config, else bf16 on a GPU that has it, else no; fp16 falls back to no on CPU",
+            choices=("no", "fp16", "bf16")),
+        Arg("--gradient_checkpointing", "store_true", False, "recompute activations in the backward pass to save memory"),
+        Arg("--enable_xformers_memory_efficient_attention", "store_true", False,
+         "use xformers attention (pip install xformers); same as --attention xformers"),
+        Arg("--attention", str, "sdpa", "sdpa (PyTorch's fused attention kernels), eager (plain matmul + softmax) or xformers",
+            choices=("sdpa", "eager", "xformers")),
+        Arg("--channels_last", "bool", None, "keep the UNet's tensors channels-last (default: on with a GPU)"),
+        Arg("--fused_adam", "bool", None, "fused AdamW kernel (default: on with a GPU)"),
+        Arg("--torch_compile", "store_true", False, "compile the UNet with torch.compile (inductor); first steps take minutes"),
+        Arg("--dataloader_prefetch_factor", int, None, "batches each data-loading worker prepares ahead (PyTorch default: 2)"),
+        Arg("--allow_tf32", "store_true", False, "allow TF32 matrix maths on Ampere and newer GPUs"),
+    ],
+}
+
+def build_parser(description: str, defaults: Optional[Dict[str, object]] = None,
+                 groups: Optional[Dict[str, list]] = None, leave_out: Iterable[str] = ()) -> argparse.ArgumentParser:
+    """A parser holding the shared arguments (and ``groups`` of extra ones)
+    except the flags in ``leave_out``; ``defaults`` maps destination names to
+    a trainer's own defaults."""
+    parser = make_parser(description)
+    for title, arguments in {**SHARED_ARGUMENTS, **(groups or {})}.items():
+        group = parser.add_argument_group(title)
+        for arg in arguments:
+            if arg.flag not in leave_out:
+                _add(group, arg)
+    if defaults:
+        parser.set_defaults(**defaults)
+    return parser
+
+
+def _add(group, arg: Arg) -> None:
+    if arg.kind == "store_true":
+        group.add_argument(arg.flag, action="store_true", default=arg.default, help=arg.help)
+    elif arg.kind == "bool":  # --flag / --no_flag, in the underscore style of the other flags
+        group.add_argument(arg.flag, action="store_true", default=arg.default, help=arg.help)
+        group.add_argument(f"--no_{arg.flag[2:]}", dest=arg.flag[2:], action="store_false", help=f"turn {arg.flag} off")
+    else:
+        group.add_argument(arg.flag, type=arg.kind, default=arg.default, help=arg.help, choices=arg.choices)
+
+
+def parse_training_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    env_rank = int(os.environ.get("LOCAL_RANK", -1))
+    if env_rank != -1:
+        args.local_rank = env_rank
+    if args.pretrained_model_name_or_path is None:
+        parser.error("--pretrained_model_name_or_path is required")
+    if args.dataset_name is None and args.train_data_dir is None:
+        parser.error("give --train_data_dir (a folder) or --dataset_name (hub id or folder)")
+    if args.non_ema_revision is None:
+        args.non_ema_revision = args.revision
+    if not 0.0 <= args.conditioning_dropout_prob <= 1.0 / 3.0:
+        parser.error("--conditioning_dropout_prob must be between 0 and 1/3 (three disjoint cases share it)")
+    for name in ("train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "resolution"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    return args
+
+
+class ResolvedArgs(argparse.Namespace):
+    """A run's arguments once every default is resolved: read-only, so what
+    ``training_args.json`` records is what every part of the run read."""
+
+    def __init__(self, values: Dict[str, object]):
+        self.__dict__.update(values)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"the run's arguments are read-only once resolved (tried to set {name}); "
+                             "resolve it in ip2p.training.setup.init_run")
+
+    def __delattr__(self, name):
+        self.__setattr__(name, None)
+
+
+def save_args(args: argparse.Namespace, folder: Path, extra: Optional[Dict[str, object]] = None) -> None:
+    """Write the resolved arguments (and ``extra`` resolved settings, such as
+    the objective's measured statistics) as JSON, so a checkpoint or model explains itself."""
+    values = {k: (str(v) if isinstance(v, Path) else v) for k, v in {**vars(args), **(extra or {})}.items()}
+    values.pop("hub_token", None)  # never write a secret to disk
+    (Path(folder) / ARGS_FILE).write_text(json.dumps(values, indent=2, sort_keys=True) + "\n", encoding="utf-8")

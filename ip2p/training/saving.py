@@ -1,0 +1,61 @@
+"""The end of a run: every process holds the same weights, and the trained
+model becomes a complete diffusers pipeline folder (EMA weights if kept),
+optionally pushed to the hub."""
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..shared.cli import UserError
+
+
+def unwrap(accelerator, unet):
+    """The plain UNet module: without the DDP wrapper or torch.compile's."""
+    return accelerator.unwrap_model(unet, keep_torch_compile=False)
+
+
+@torch.no_grad()
+def check_replicas_in_sync(accelerator, unet) -> None:
+    """Every process must end with the same weights; a silent divergence
+    (a missed gradient sync) would otherwise go unnoticed until evaluation."""
+    if accelerator.num_processes == 1:
+        return
+    params = [p.detach().double().flatten() for p in unwrap(accelerator, unet).parameters()]
+    flat = torch.cat(params)
+    weights = torch.arange(1, flat.numel() + 1, device=flat.device, dtype=torch.float64).remainder(977)
+    fingerprint = torch.stack([flat.sum(), (flat * weights).sum()]).reshape(1, 2)
+    gathered = accelerator.gather(fingerprint)
+    if not torch.equal(gathered, gathered[:1].expand_as(gathered)):
+        raise UserError(f"the UNet weights differ between processes after training ({gathered.tolist()}); please report this")
+    accelerator.print(f"UNet weights identical on all {accelerator.num_processes} processes")
+
+
+def inference_pipeline(pipeline_class: type, models, unet, settings: dict):
+    """``pipeline_class`` around the trained UNet, with InstructPix2Pix's
+    sampler built from the training schedule; ``settings`` are its extra constructor arguments."""
+    from diffusers import EulerAncestralDiscreteScheduler
+
+    scheduler = EulerAncestralDiscreteScheduler.from_config(models.noise_scheduler.config)
+    pipeline = pipeline_class(vae=models.vae, text_encoder=models.text_encoder, tokenizer=models.tokenizer, unet=unet,
+                              scheduler=scheduler, **settings)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def save_pipeline(pipeline, output_dir: Path, write_args: Callable[[Path], None]) -> None:
+    """Save ``pipeline`` in full precision, like the base model, with the run's arguments beside it."""
+    for module in (pipeline.vae, pipeline.text_encoder, pipeline.unet):
+        if module.dtype != torch.float32:
+            module.to(dtype=torch.float32)
+    pipeline.save_pretrained(str(output_dir), safe_serialization=True)
+    write_args(Path(output_dir))
+
+
+def push_pipeline(args, output_dir: Path) -> None:
+    from huggingface_hub import create_repo, upload_folder
+
+    repo_id = create_repo(args.hub_model_id or output_dir.name, exist_ok=True, token=args.hub_token).repo_id
+    upload_folder(repo_id=repo_id, folder_path=str(output_dir), token=args.hub_token, commit_message="Trained pipeline",
+                  ignore_patterns=["checkpoint-*", ".checkpoint-*", f"{args.logging_dir}/*", "validation/*"])
+    print(f"pushed the pipeline to {repo_id}")

@@ -1,0 +1,107 @@
+"""What every training run sets up before its first step, in one place
+(after nanochat's ``compute_init``): the run's arguments resolved once and
+made read-only, the accelerator, the models' precision and placement, and
+the optimizer with its schedule and EMA."""
+
+import os
+import random
+from pathlib import Path
+from typing import Tuple
+
+import torch
+
+from ..shared.cli import UserError
+from .args import ResolvedArgs
+from .checkpoints import find_checkpoint, read_state
+from .speed import apply_unet_speed_options, speed_defaults
+
+
+def init_run(args) -> Tuple[object, ResolvedArgs]:
+    """Resolve every default left to the machine or the run, then build the
+    accelerator; returns it with the read-only arguments."""
+    values, notes = speed_defaults(args, torch.cuda.is_available())
+    if args.seed is None:  # recorded in the saved arguments, so a resumed run keeps the data order
+        checkpoint = find_checkpoint(Path(args.output_dir), args.resume_from_checkpoint)
+        values["seed"] = read_state(checkpoint).seed if checkpoint else random.SystemRandom().randrange(2**31)
+    resolved = ResolvedArgs({**vars(args), **values})
+    if notes and int(os.environ.get("RANK", "0")) == 0:
+        print(f"speed defaults for this machine: {', '.join(notes)}")
+    accelerator = make_accelerator(resolved)
+    from accelerate.utils import set_seed
+
+    set_seed(resolved.seed)  # identical model set-up on every process
+    return accelerator, resolved
+
+
+def make_accelerator(args):
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    report_to = None if args.report_to in (None, "none", "") else args.report_to
+    if report_to in ("wandb", "all"):
+        from accelerate.utils import is_wandb_available
+
+        if not is_wandb_available():
+            raise UserError("--report_to wandb needs the wandb package: pip install wandb, then wandb login")
+    project = ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir))
+    # Without cpu=True accelerate treats every process of a CPU-only torchrun
+    # as a separate single-process run, silently training N unsynchronised copies.
+    accelerator = Accelerator(mixed_precision=args.mixed_precision, log_with=report_to, project_config=project,
+                              cpu=not torch.cuda.is_available(), dynamo_backend="inductor" if args.torch_compile else "no")
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != accelerator.num_processes:
+        raise UserError(f"launched {launched} processes but accelerate formed a group of {accelerator.num_processes}; "
+                        "check the launcher (accelerate config) and the visible devices")
+    return accelerator
+
+
+def configure_models(args, models, accelerator) -> torch.dtype:
+    """Freeze the VAE and text encoder in the compute precision; the UNet keeps
+    fp32 master weights (autocast handles the rest). Returns the frozen dtype."""
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    for frozen in (models.vae, models.text_encoder):
+        frozen.requires_grad_(False)
+        frozen.to(accelerator.device)
+        if weight_dtype != torch.float32:
+            frozen.to(dtype=weight_dtype)
+        frozen.eval()
+    models.unet.train()
+    if args.gradient_checkpointing:
+        models.unet.enable_gradient_checkpointing()
+    apply_unet_speed_options(models.unet, args)
+    if args.allow_tf32 and torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return weight_dtype
+
+
+def make_optimization(args, unet, accelerator, max_steps: int):
+    """(optimizer, LR schedule, EMA or None) for the UNet."""
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    learning_rate = args.learning_rate
+    if args.scale_lr:
+        learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
+    if args.use_8bit_adam:
+        try:
+            import bitsandbytes
+        except ImportError:
+            raise UserError("--use_8bit_adam needs bitsandbytes: pip install -r requirements-gpu.txt (GPU only)") from None
+        optimizer_class = bitsandbytes.optim.AdamW8bit
+    else:
+        optimizer_class = torch.optim.AdamW
+    fused = {"fused": True} if args.fused_adam and optimizer_class is torch.optim.AdamW else {}
+    optimizer = optimizer_class(unet.parameters(), lr=learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+                                weight_decay=args.adam_weight_decay, eps=args.adam_epsilon, **fused)
+    # Stepped once per optimizer step by the loop itself, so warm-up and
+    # length are in optimizer steps whatever the process count.
+    lr_scheduler = get_scheduler(args.lr_scheduler, optimizer=optimizer, num_warmup_steps=args.lr_warmup_steps,
+                                 num_training_steps=max_steps)
+    ema = None
+    if args.use_ema:
+        unet.to(accelerator.device)
+        # foreach: one batched update over all tensors, so EMA costs a few ms, not a loop over ~700 tensors.
+        ema = EMAModel(unet.parameters(), model_cls=type(unet), model_config=unet.config, foreach=True)
+        ema.to(accelerator.device)
+    return optimizer, lr_scheduler, ema

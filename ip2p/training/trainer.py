@@ -1,0 +1,341 @@
+"""The training engine both trainers share: ``build_trainer(args, task)``
+assembles a run (accelerator, models, data, optimizer, state) and
+``Trainer.run()`` trains it, checkpoints, validates and saves the pipeline.
+
+A trainer describes itself with a ``TrainingTask`` (how many conditioning
+frames, how to build its dataset, its objective, its pipeline, how to
+validate). Single-image InstructPix2Pix is the case of one conditioning
+frame. The recipe is the InstructPix2Pix paper's (Brooks et al. 2023): UNet
+input ``[noisy latents, conditioning latents]``, the objective's target
+latents noised with the training schedule, and conditioning dropout for two
+guidance scales.
+"""
+
+import math
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..data.batches import EpochBatchSampler, collate
+from ..models.latents import encode_moments
+from ..models.loading import Models, load_models
+from ..models.text import encode_prompts
+from ..models.widening import widen_unet_input
+from ..shared.cli import UserError
+from .args import ResolvedArgs, save_args
+from .checkpoints import TrainState, find_checkpoint, list_checkpoints, load_checkpoint, remove_partial_checkpoints, save_checkpoint
+from .conditioning import apply_conditioning_dropout, conditioning_dropout_masks
+from .objectives import FrameObjective
+from .run_logger import RunLogger
+from .saving import check_replicas_in_sync, inference_pipeline, push_pipeline, save_pipeline, unwrap
+from .setup import configure_models, init_run, make_optimization
+from .speed import loader_options
+
+
+@dataclass
+class TrainingTask:
+    name: str  # tracker project name
+    num_conditioning_frames: int
+    build_dataset: Callable  # (args, tokenizer) -> torch Dataset addressed by (epoch, index)
+    pipeline_class: type
+    objective: object = field(default_factory=FrameObjective)  # see ip2p.training.objectives
+    pipeline_kwargs: dict = field(default_factory=dict)  # fixed extra constructor arguments of pipeline_class
+    validation_images: Optional[Callable] = None  # (pipeline, args, generator) -> PIL images; None: no validation
+    unet_folder: Optional[str] = None  # a UNet to train instead of the base model's (--custom_unet_path)
+    prepare_data: Optional[Callable] = None  # (dataset, models, accelerator, args, weight_dtype), e.g. filling a latent cache
+
+
+def build_trainer(args, task: TrainingTask, models: Optional[Models] = None) -> "Trainer":
+    """A run ready to train. ``args`` as parsed (every default is resolved
+    here, read-only afterwards); ``models`` are loaded from
+    ``--pretrained_model_name_or_path`` unless given (the benchmark's random ones)."""
+    # Setup: resolved arguments, accelerator, output folder:
+    accelerator, args = init_run(args)
+    output_dir = Path(args.output_dir)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        remove_partial_checkpoints(output_dir)
+
+    # Models, data and the objective's statistics:
+    models = models or load_models(args.pretrained_model_name_or_path, args.revision, args.variant, args.non_ema_revision,
+                                   args.cache_dir, task.unet_folder)
+    widen_unet_input(models.unet, task.num_conditioning_frames)
+    weight_dtype = configure_models(args, models, accelerator)
+    dataset = task.build_dataset(args, models.tokenizer)
+    if task.prepare_data is not None:
+        task.prepare_data(dataset, models, accelerator, args, weight_dtype)
+    objective_settings = task.objective.prepare(dataset, models.vae, accelerator.device, weight_dtype)
+    if objective_settings:
+        accelerator.print(f"objective {task.objective.name}: " + ", ".join(f"{k} {v}" for k, v in objective_settings.items()))
+    sampler = EpochBatchSampler(len(dataset), args.train_batch_size, accelerator.process_index, accelerator.num_processes, args.seed)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
+                                         **loader_options(args, accelerator.device.type))
+    max_steps = args.max_train_steps or math.ceil(args.num_train_epochs * sampler.batches_per_epoch() / args.gradient_accumulation_steps)
+
+    # Optimizer, then the state (a checkpoint restores both):
+    optimizer, lr_scheduler, ema = make_optimization(args, models.unet, accelerator, max_steps)
+    models.unet, optimizer = accelerator.prepare(models.unet, optimizer)
+    accelerator.register_for_checkpointing(lr_scheduler)
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
+    generator = torch.Generator(device=accelerator.device).manual_seed(args.seed + 1_000_003 * (accelerator.process_index + 1))
+    state = restore_state(args, accelerator, generator)
+
+    trainer = Trainer(args=args, task=task, models=models, accelerator=accelerator, loader=loader, sampler=sampler,
+                      optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema, generator=generator, weight_dtype=weight_dtype,
+                      state=state, max_steps=max_steps, objective_settings=objective_settings,
+                      logger=RunLogger(accelerator, output_dir),
+                      empty_text=encode_prompts(models.tokenizer, models.text_encoder, [""], accelerator.device))
+    if accelerator.is_main_process:
+        accelerator.init_trackers(task.name, config=_tracker_config(args))
+        trainer.save_args(output_dir)
+    accelerator.print(f"training {len(dataset)} samples for {max_steps} steps: {accelerator.num_processes} process(es) x batch "
+                      f"{args.train_batch_size} x accumulation {args.gradient_accumulation_steps} on {accelerator.device}")
+    return trainer
+
+
+def restore_state(args, accelerator, generator) -> TrainState:
+    """The checkpoint ``--resume_from_checkpoint`` names, loaded; else a fresh state."""
+    output_dir = Path(args.output_dir)
+    checkpoint = find_checkpoint(output_dir, args.resume_from_checkpoint)
+    if checkpoint is None:
+        if args.resume_from_checkpoint == "latest":
+            accelerator.print(f"no checkpoint in {output_dir}; starting a new run")
+        return TrainState(seed=args.seed)
+    state = load_checkpoint(accelerator, checkpoint, generator)
+    accelerator.print(f"resumed from {checkpoint} at step {state.global_step}")
+    return state
+
+
+class ThroughputMeter:
+    """Samples per second, timed from the end of the first step: that step
+    carries the one-time costs (compilation, allocator and kernel warm-up)."""
+
+    def __init__(self, samples_per_step: int):
+        self.samples_per_step = samples_per_step
+        self.started, self.timed_from, self.steps_timed = time.perf_counter(), None, 0
+
+    def step(self) -> float:
+        now = time.perf_counter()
+        if self.timed_from is None:
+            self.timed_from = now
+            return self.samples_per_step / (now - self.started)
+        self.steps_timed += 1
+        return self.steps_timed * self.samples_per_step / (now - self.timed_from)
+
+
+@dataclass
+class Trainer:
+    """A built run (see ``build_trainer``): the loop and the step, and the
+    bookkeeping around them (accumulation, logging, checkpoints, validation)."""
+
+    args: ResolvedArgs
+    task: TrainingTask
+    models: Models
+    accelerator: object
+    loader: torch.utils.data.DataLoader
+    sampler: EpochBatchSampler
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: object
+    ema: Optional[object]
+    generator: torch.Generator  # this process's noise, timesteps and dropout
+    weight_dtype: torch.dtype  # of the frozen VAE and text encoder
+    state: TrainState
+    max_steps: int
+    objective_settings: dict  # what the saved pipeline needs to invert the objective
+    logger: RunLogger
+    empty_text: torch.Tensor  # the empty prompt's encoding, for text dropout
+    last_validated_step: Optional[int] = None
+
+    def run(self) -> Path:
+        """Train to the last step, then save the final pipeline; returns its folder."""
+        accumulation = self.args.gradient_accumulation_steps
+        meter = ThroughputMeter(accumulation * self.args.train_batch_size * self.accelerator.num_processes)
+        loss_sum, micro_steps = torch.zeros((), device=self.accelerator.device), 0
+        with tqdm(total=self.max_steps, initial=self.state.global_step, desc="training",
+                  disable=not self.accelerator.is_main_process) as progress:
+            for batch in self.batches():
+                micro_steps += 1
+                last_micro_step = micro_steps % accumulation == 0
+                loss_sum += self.micro_step(batch, last_micro_step)
+                if not last_micro_step:
+                    continue
+                loss = self.mean_loss(loss_sum / accumulation)
+                loss_sum.zero_()
+                self.optimizer_step()
+                self.state.global_step += 1
+                self.report(progress, loss, meter.step())
+                self.checkpoint_and_validate()
+                if self.state.global_step >= self.max_steps:
+                    break
+        if self.last_validated_step != self.state.global_step:
+            self.validate()  # the trained model is always shown once
+        return self.finish()
+
+    def batches(self) -> Iterator[dict]:
+        """This process's micro-batches from the saved data position on, until
+        the last step; keeps the state's position current, validates at epoch ends."""
+        state = self.state
+        while state.global_step < self.max_steps:
+            self.sampler.set_position(state.epoch, state.batch_in_epoch)
+            for batch in self.loader:
+                if "errors" in batch:
+                    more = f" (and {len(batch['errors']) - 1} more in this batch)" if len(batch["errors"]) > 1 else ""
+                    raise UserError(batch["errors"][0] + more)
+                state.batch_in_epoch += 1
+                yield batch
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+            if state.epoch % self.args.validation_epochs == 0:
+                self.validate()
+
+    def micro_step(self, batch: dict, last_micro_step: bool = True) -> torch.Tensor:
+        """Forward and backward of one micro-batch; returns the detached loss.
+        Gradients are synchronised across processes only on the last micro-step."""
+        accelerator = self.accelerator
+        with nullcontext() if last_micro_step else accelerator.no_sync(self.models.unet):
+            with accelerator.autocast():
+                loss = self.loss(batch)
+            accelerator.backward(loss / self.args.gradient_accumulation_steps)
+        return loss.detach()
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        """Denoising loss of one micro-batch (MSE in fp32)."""
+        models, device, generator = self.models, self.accelerator.device, self.generator
+        target_latents, condition_latents = self.latents(batch)
+        batch_size = target_latents.shape[0]
+        noise = torch.randn(target_latents.shape, generator=generator, device=device, dtype=target_latents.dtype)
+        timesteps = torch.randint(0, models.noise_scheduler.config.num_train_timesteps, (batch_size,), generator=generator, device=device)
+        noisy_latents = models.noise_scheduler.add_noise(target_latents, noise, timesteps)
+        with torch.no_grad():
+            text = models.text_encoder(batch["input_ids"].to(device))[0]
+        drop_text, drop_image = conditioning_dropout_masks(batch_size, self.args.conditioning_dropout_prob, generator, device)
+        text, condition_latents = apply_conditioning_dropout(text, self.empty_text, condition_latents, drop_text, drop_image)
+        model_input = torch.cat([noisy_latents, condition_latents.to(noisy_latents.dtype)], dim=1)
+        if self.args.channels_last:
+            model_input = model_input.contiguous(memory_format=torch.channels_last)
+        prediction = models.unet(model_input, timesteps, encoder_hidden_states=text).sample
+        if models.noise_scheduler.config.prediction_type == "v_prediction":
+            target = models.noise_scheduler.get_velocity(target_latents, noise, timesteps)
+        else:
+            target = noise
+        return F.mse_loss(prediction.float(), target.float())
+
+    def latents(self, batch: dict):
+        """The objective's (target, conditioning) latents, from the VAE moments
+        the batch carries (latent cache), else from encoding its pixels."""
+        vae, device = self.models.vae, self.accelerator.device
+        if "latent_moments" in batch:
+            moments = batch["latent_moments"].to(device)
+        else:
+            pixels = torch.cat([batch["condition_pixels"], batch["target_pixels"][:, None]], dim=1)
+            moments = encode_moments(vae, pixels.to(device, dtype=self.weight_dtype))
+        return self.task.objective.latents(moments, vae.config.scaling_factor, self.generator)
+
+    def mean_loss(self, loss: torch.Tensor) -> float:
+        """The step's loss averaged over processes; a non-finite one stops the run."""
+        mean = self.accelerator.gather(loss.reshape(1)).mean().item()
+        if not math.isfinite(mean):
+            checkpoints = list_checkpoints(Path(self.args.output_dir))
+            last = f"the last good checkpoint is {checkpoints[-1]}" if checkpoints else "no checkpoint was saved yet"
+            self.accelerator.end_training()
+            raise UserError(f"loss became {mean} at step {self.state.global_step + 1}; training stopped and {last}. "
+                            "Resume from it with a lower --learning_rate (or --mixed_precision bf16 instead of fp16)")
+        return mean
+
+    def optimizer_step(self) -> None:
+        self.accelerator.clip_grad_norm_(self.models.unet.parameters(), self.args.max_grad_norm)
+        self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.step(self.models.unet.parameters())
+
+    def report(self, progress, loss: float, samples_per_second: float) -> None:
+        step, learning_rate = self.state.global_step, self.lr_scheduler.get_last_lr()[0]
+        progress.update(1)
+        progress.set_postfix(loss=f"{loss:.4f}", lr=f"{learning_rate:.2e}", samples_per_s=f"{samples_per_second:.1f}")
+        self.logger.scalars({"train/loss": loss, "train/learning_rate": learning_rate, "train/samples_per_second": samples_per_second}, step)
+        interval = max(1, self.args.checkpointing_steps // 5)
+        if self.accelerator.is_main_process and (step % interval == 0 or step == 1):
+            progress.write(f"step {step}: loss {loss:.4f}, lr {learning_rate:.2e}, {samples_per_second:.1f} samples/s")
+
+    def checkpoint_and_validate(self) -> None:
+        """What is due after an optimizer step."""
+        step = self.state.global_step
+        if step % self.args.checkpointing_steps == 0:
+            save_checkpoint(self.accelerator, Path(self.args.output_dir), self.state, self.generator,
+                            self.args.checkpoints_total_limit, self.save_args)
+        if self.args.validation_steps and step % self.args.validation_steps == 0:
+            self.validate()
+
+    def validate(self) -> None:
+        """Run the task's validation on the main process, with EMA weights if kept."""
+        accelerator, step = self.accelerator, self.state.global_step
+        self.last_validated_step = step
+        if accelerator.is_main_process and self.task.validation_images is not None:
+            with self.averaged_weights() as unet:
+                generator = torch.Generator(device=accelerator.device).manual_seed(self.args.seed)
+                unet.eval()
+                with accelerator.autocast():
+                    images = self.task.validation_images(self.pipeline(unet), self.args, generator)
+                unet.train()
+            if images:
+                tqdm.write(f"validation images: {self.logger.images('validation', images, step)}")
+        accelerator.wait_for_everyone()
+
+    @contextmanager
+    def averaged_weights(self):
+        """The plain UNet, holding the EMA weights (if kept) until the block ends."""
+        unet = unwrap(self.accelerator, self.models.unet)
+        if self.ema is None:
+            yield unet
+            return
+        self.ema.store(unet.parameters())
+        self.ema.copy_to(unet.parameters())
+        try:
+            yield unet
+        finally:
+            self.ema.restore(unet.parameters())
+
+    def pipeline(self, unet):
+        return inference_pipeline(self.task.pipeline_class, self.models, unet, {**self.task.pipeline_kwargs, **self.objective_settings})
+
+    def save_args(self, folder: Path) -> None:
+        save_args(self.args, folder, extra=self.objective_settings)
+
+    def finish(self) -> Path:
+        """Check that every process holds the same weights, then save the final pipeline (EMA weights if kept)."""
+        accelerator, output_dir = self.accelerator, Path(self.args.output_dir)
+        check_replicas_in_sync(accelerator, self.models.unet)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            unet = unwrap(accelerator, self.models.unet)
+            if self.ema is not None:
+                self.ema.copy_to(unet.parameters())
+            save_pipeline(self.pipeline(unet), output_dir, self.save_args)
+            accelerator.print(f"saved the trained pipeline to {output_dir}")
+            if self.args.push_to_hub:
+                push_pipeline(self.args, output_dir)
+        accelerator.end_training()
+        end_process_group(accelerator)
+        return output_dir
+
+
+def end_process_group(accelerator) -> None:
+    """Tear the process group down on every rank while the models still hold
+    it: left to garbage collection at exit, a rank can wait forever in the
+    DDP reducer's destructor for a gloo peer that has already gone."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        accelerator.wait_for_everyone()
+        torch.distributed.destroy_process_group()
+
+
+def _tracker_config(args) -> dict:
+    # TensorBoard's hparams accept only numbers, strings and booleans.
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in vars(args).items() if k != "hub_token"}

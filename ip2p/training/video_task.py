@@ -1,0 +1,100 @@
+"""The 20-frame trainer (``train_video_ip2p.py``): InstructPix2Pix with its
+UNet widened to 4 + 4 x N input channels, conditioned on the N observed
+frames. Takes every flag of the single-image trainer plus its own; the frame
+count comes from the data and is checked against the UNet. Latents are
+cached on disk by default."""
+
+from pathlib import Path
+
+from .args import Arg, build_parser, parse_training_args
+
+VIDEO_DEFAULTS = dict(
+    original_image_column="input_frames", train_batch_size=2, gradient_accumulation_steps=4, learning_rate=5e-5,
+    output_dir="output_video_model",
+)
+VIDEO_ARGUMENTS = {"video": [
+    Arg("--custom_unet_path", str, None, "a widened UNet (folder, or pipeline folder with unet/) from make_video_model.py; "
+                                         "without it the base UNet is widened at start"),
+    Arg("--cache_latents", "bool", True, "encode each frame with the VAE once and reuse the latents in later epochs and runs"),
+    Arg("--latent_cache_dir", str, "latent_cache", "where cached latents live (keyed by data, resolution and VAE)"),
+    Arg("--random_crop", "store_true", False, "random instead of centre crops (cannot be cached: needs --no_cache_latents)"),
+    Arg("--prediction_target", str, "frame", "frame: denoise the next frame's latent (InstructPix2Pix); residual: denoise "
+                                             "its change from the last frame's latent (saved in the model)",
+        choices=("frame", "residual")),
+    Arg("--residual_scale", float, None, "divisor of the residual target (default: its standard deviation over the training data)"),
+]}
+# Crops are centred unless --random_crop; the single-image --center_crop would be a second switch for the same thing.
+NOT_OFFERED = ("--center_crop",)
+
+
+def parse_video_args(argv=None, description: str = __doc__):
+    parser = build_parser(description, defaults=VIDEO_DEFAULTS, groups=VIDEO_ARGUMENTS, leave_out=NOT_OFFERED)
+    args = parse_training_args(parser, argv)
+    if args.cache_latents and args.random_crop:
+        parser.error("--random_crop changes every epoch and cannot be cached; add --no_cache_latents")
+    return args
+
+
+def video_task(args):
+    """Observed frames + instruction -> next frame, saved as ``VideoInstructPix2PixPipeline``."""
+    from ..data.sources import check_columns, load_training_split, select_samples
+    from ..data.video_samples import VideoSamples, frames_per_sample
+    from ..models.video_pipeline import VideoInstructPix2PixPipeline
+    from .objectives import OBJECTIVES
+    from .trainer import TrainingTask
+
+    split, resolve, source = load_training_split(args)
+    check_columns(split, [args.original_image_column, args.edited_image_column, args.edit_prompt_column], source)
+    held_out = load_held_out(args)
+
+    def build_dataset(args, tokenizer):
+        return VideoSamples(select_samples(split, args.max_train_samples, args.seed), resolve, args, tokenizer, args.seed)
+
+    def validation_images(pipeline, args, generator):
+        return validation_strips(pipeline, args, generator, held_out, resolve)
+
+    return TrainingTask(
+        name="video-instruct-pix2pix", num_conditioning_frames=frames_per_sample(split, args.original_image_column, source),
+        build_dataset=build_dataset, pipeline_class=VideoInstructPix2PixPipeline,
+        objective=OBJECTIVES[args.prediction_target].from_args(args),
+        validation_images=validation_images if held_out is not None and args.num_validation_images > 0 else None,
+        unet_folder=args.custom_unet_path, prepare_data=fill_latent_cache if args.cache_latents else None,
+    )
+
+
+def fill_latent_cache(dataset, models, accelerator, args, weight_dtype) -> None:
+    """Each process encodes its share of the missing entries; all train from the cache."""
+    encoded, entries = dataset.fill_latent_cache(
+        Path(args.latent_cache_dir), models.vae, accelerator.device, weight_dtype, batch_size=max(1, args.train_batch_size),
+        rank=accelerator.process_index, world=accelerator.num_processes, show_progress=accelerator.is_main_process)
+    accelerator.wait_for_everyone()
+    accelerator.print(f"latent cache {dataset.cache.folder}: encoded {encoded}, reused {entries - encoded} "
+                      f"(of this process's {entries} entries)")
+
+
+def load_held_out(args):
+    """The processed dataset's test split, for validation strips (None if there is none)."""
+    from ..data.processed import is_processed_dataset, load_processed_dataset
+
+    folder = Path(args.train_data_dir or args.dataset_name)
+    if not is_processed_dataset(folder):
+        return None
+    splits = load_processed_dataset(folder).splits
+    return splits["test"] if "test" in splits else None
+
+
+def validation_strips(pipeline, args, generator, held_out, resolve):
+    """Last observed frame | prediction | true next frame, for the first held-out samples."""
+    from PIL import ImageOps
+
+    from ..shared.images import make_strip, open_image
+
+    strips = []
+    size = (args.resolution, args.resolution)
+    for row in held_out.select(range(min(args.num_validation_images, len(held_out)))):
+        frames = [ImageOps.fit(open_image(p, resolve), size) for p in row[args.original_image_column]]
+        prediction = pipeline(row[args.edit_prompt_column], frames, num_inference_steps=20, generator=generator,
+                              output_mode=pipeline.default_output_mode).images[0]
+        truth = open_image(row[args.edited_image_column], resolve)
+        strips.append(make_strip([frames[-1], prediction, truth], args.resolution))
+    return strips
