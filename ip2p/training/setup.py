@@ -3,6 +3,7 @@
 made read-only, the accelerator, the models' precision and placement, and
 the optimizer with its schedule and EMA."""
 
+import argparse
 import os
 import random
 from pathlib import Path
@@ -20,17 +21,27 @@ def init_run(args) -> Tuple[object, ResolvedArgs]:
     """Resolve every default left to the machine or the run, then build the
     accelerator; returns it with the read-only arguments."""
     values, notes = speed_defaults(args, torch.cuda.is_available())
-    if args.seed is None:  # recorded in the saved arguments, so a resumed run keeps the data order
-        checkpoint = find_checkpoint(Path(args.output_dir), args.resume_from_checkpoint)
-        values["seed"] = read_state(checkpoint).seed if checkpoint else random.SystemRandom().randrange(2**31)
-    resolved = ResolvedArgs({**vars(args), **values})
     if notes and int(os.environ.get("RANK", "0")) == 0:
         print(f"speed defaults for this machine: {', '.join(notes)}")
-    accelerator = make_accelerator(resolved)
+    accelerator = make_accelerator(argparse.Namespace(**{**vars(args), **values}))
+    if args.seed is None:  # recorded in the saved arguments, so a resumed run keeps the data order
+        values["seed"] = agree_on_seed(args, accelerator)
+    resolved = ResolvedArgs({**vars(args), **values})
     from accelerate.utils import set_seed
 
     set_seed(resolved.seed)  # identical model set-up on every process
     return accelerator, resolved
+
+
+def agree_on_seed(args, accelerator) -> int:
+    """The resumed checkpoint's seed, else one drawn by the main process and
+    sent to the others: each process drawing its own would shuffle the data
+    differently, training some samples twice an epoch and others never."""
+    from accelerate.utils import broadcast_object_list
+
+    checkpoint = find_checkpoint(Path(args.output_dir), args.resume_from_checkpoint)
+    seed = read_state(checkpoint).seed if checkpoint else random.SystemRandom().randrange(2**31)
+    return broadcast_object_list([seed], from_process=0)[0] if accelerator.num_processes > 1 else seed
 
 
 def make_accelerator(args):

@@ -85,7 +85,7 @@ def build_trainer(args, task: TrainingTask, models: Optional[Models] = None) -> 
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
     generator = torch.Generator(device=accelerator.device).manual_seed(args.seed + 1_000_003 * (accelerator.process_index + 1))
-    state = restore_state(args, accelerator, generator)
+    state = restore_state(args, accelerator, generator, ema)
 
     trainer = Trainer(args=args, task=task, models=models, accelerator=accelerator, loader=loader, sampler=sampler,
                       optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema, generator=generator, weight_dtype=weight_dtype,
@@ -100,8 +100,9 @@ def build_trainer(args, task: TrainingTask, models: Optional[Models] = None) -> 
     return trainer
 
 
-def restore_state(args, accelerator, generator) -> TrainState:
-    """The checkpoint ``--resume_from_checkpoint`` names, loaded; else a fresh state."""
+def restore_state(args, accelerator, generator, ema=None) -> TrainState:
+    """The checkpoint ``--resume_from_checkpoint`` names, loaded (EMA weights
+    moved back to the training device); else a fresh state."""
     output_dir = Path(args.output_dir)
     checkpoint = find_checkpoint(output_dir, args.resume_from_checkpoint)
     if checkpoint is None:
@@ -109,6 +110,8 @@ def restore_state(args, accelerator, generator) -> TrainState:
             accelerator.print(f"no checkpoint in {output_dir}; starting a new run")
         return TrainState(seed=args.seed)
     state = load_checkpoint(accelerator, checkpoint, generator)
+    if ema is not None:
+        ema.to(accelerator.device)  # accelerate loads registered objects onto the CPU; EMAModel keeps them there
     accelerator.print(f"resumed from {checkpoint} at step {state.global_step}")
     return state
 

@@ -1,0 +1,41 @@
+"""What only several processes or a GPU would show, shown on CPU (issue 11):
+processes agree on one seed, resumed EMA weights return to the device."""
+
+import json
+import os
+import subprocess
+import sys
+import types
+
+import torch
+
+from conftest import REPO, script_env
+
+
+def test_processes_without_seed_agree_and_share_an_epoch(tmp_path):
+    env = script_env(tmp_path, MASTER_PORT=str(29100 + os.getpid() % 800))
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", env["MASTER_PORT"], str(REPO / "tests/seed_agreement_worker.py"), str(tmp_path / "out")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = sorted(line.split() for line in done.stdout.splitlines() if line.startswith("rank "))
+    assert [line[1] for line in lines] == ["0", "1"]
+    assert lines[0][3] == lines[1][3]  # one seed, drawn by rank 0
+    first, second = (set(map(int, line[5].split(","))) for line in lines)
+    assert not first & second and first | second == set(range(10))  # disjoint, and together the whole data set
+
+
+def test_resumed_ema_weights_are_moved_to_the_training_device(tmp_path):
+    from ip2p.training.trainer import restore_state
+
+    checkpoint = tmp_path / "out/checkpoint-2"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "training_state.json").write_text(json.dumps({"seed": 3, "global_step": 2, "epoch": 1, "batch_in_epoch": 0}))
+    moves = []
+    accelerator = types.SimpleNamespace(device=torch.device("meta"), process_index=0, load_state=lambda path: None,
+                                        print=lambda *a: None)
+    ema = types.SimpleNamespace(to=lambda device: moves.append(device))
+    args = types.SimpleNamespace(output_dir=str(tmp_path / "out"), resume_from_checkpoint="latest", seed=3)
+    state = restore_state(args, accelerator, torch.Generator(), ema)
+    assert (state.global_step, state.epoch) == (2, 1)
+    assert moves == [torch.device("meta")]  # where the shadow weights go: accelerate loads them onto the CPU
