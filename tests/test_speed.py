@@ -140,3 +140,19 @@ def test_throughput_benchmark_prints_every_row(tmp_path):
     # The online row also pays for 21 VAE encodes per sample; both counts are of real arithmetic.
     assert online["flops_per_sample"] > cached["flops_per_sample"] > 0
     assert table[0].endswith("| 1.00x |")
+
+
+def test_the_launchers_default_precision_is_not_taken_for_a_choice(monkeypatch, tmp_path):
+    import ip2p.training.speed as speed
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # what `accelerate launch` sets with no config and no flag
+    monkeypatch.setattr(speed, "accelerate_config_precision", lambda: None)
+    args, notes = resolved(parsed(), cuda_available=True)
+    assert args.mixed_precision == "bf16"
+    assert any(note.startswith("mixed precision: bf16 (accelerate launch passed only its default 'no'") for note in notes)
+    monkeypatch.setattr(speed, "accelerate_config_precision", lambda: "no")  # `accelerate config` chose full precision
+    assert resolved(parsed(), cuda_available=True)[0].mixed_precision == "no"
+    assert resolved(parsed("--mixed_precision", "no"), cuda_available=True)[0].mixed_precision == "no"
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    assert resolved(parsed(), cuda_available=True)[0].mixed_precision == "fp16"

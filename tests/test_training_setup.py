@@ -39,3 +39,19 @@ def test_resumed_ema_weights_are_moved_to_the_training_device(tmp_path):
     state = restore_state(args, accelerator, torch.Generator(), ema)
     assert (state.global_step, state.epoch) == (2, 1)
     assert moves == [torch.device("meta")]  # where the shadow weights go: accelerate loads them onto the CPU
+
+
+def test_vae_encoding_is_chunked_and_equals_one_call():
+    from ip2p.models.latents import encode_moments
+    from ip2p.models.tiny_model import build_tiny_pipeline
+
+    vae = build_tiny_pipeline(seed=0).vae.eval()
+    calls = []
+    original = vae.encode
+    vae.encode = lambda pixels: calls.append(pixels.shape[0]) or original(pixels)
+    pixels = torch.rand(3, 7, 3, 16, 16) * 2 - 1  # 3 clips of 7 frames = 21 frames
+    whole = encode_moments(vae, pixels, max_frames=21)
+    chunked = encode_moments(vae, pixels, max_frames=4)
+    assert calls == [21, 4, 4, 4, 4, 4, 1]  # the bound holds, and every frame is encoded once
+    assert chunked.shape == (3, 7, 8, 2, 2)
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)

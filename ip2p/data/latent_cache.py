@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..models.files import safetensors_file_problem
-from ..models.latents import encode_moments
+from ..models.latents import DEFAULT_VAE_BATCH_SIZE, encode_moments
 
 CACHE_FORMAT = 1
 
@@ -77,16 +77,17 @@ class LatentCache:
 
 @torch.no_grad()
 def fill_cache(cache: LatentCache, requests: List[tuple], load_pixels: Callable, vae, device, dtype,
-               batch_size: int, show_progress: bool) -> int:
-    """Encode every ``(key, index, flipped)`` request whose entry is missing;
-    returns how many were encoded. ``load_pixels(index, flipped)`` gives the
-    sample's ``(F, 3, H, W)`` pixels."""
+               batch_size: int, show_progress: bool, vae_batch_size: int = DEFAULT_VAE_BATCH_SIZE) -> int:
+    """Encode every ``(key, index, flipped)`` request whose entry is missing,
+    ``batch_size`` samples read at a time and ``vae_batch_size`` frames per VAE
+    call; returns how many were encoded. ``load_pixels(index, flipped)`` gives
+    the sample's ``(F, 3, H, W)`` pixels."""
     missing = [r for r in requests if not cache.has(r[0])]
     progress = tqdm(total=len(missing), desc="caching latents", unit="sample", disable=not show_progress or not missing)
     for start in range(0, len(missing), batch_size):
         chunk = missing[start:start + batch_size]
         pixels = torch.stack([load_pixels(index, flipped) for _, index, flipped in chunk])
-        moments = encode_moments(vae, pixels.to(device, dtype=dtype))
+        moments = encode_moments(vae, pixels.to(device, dtype=dtype), vae_batch_size)
         for (key, _, _), sample_moments in zip(chunk, moments):
             cache.store(key, sample_moments)
         progress.update(len(chunk))

@@ -15,7 +15,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from ..models.latents import encode_moments
+from ..models.latents import DEFAULT_VAE_BATCH_SIZE, encode_moments
 from ..models.text import tokenize
 from ..shared.cli import UserError
 from ..shared.images import open_image
@@ -86,14 +86,14 @@ class VideoSamples(torch.utils.data.Dataset):
         return [(self.cache_key(i, f), i, f) for i in range(rank, len(self), world) for f in orientations]
 
     def fill_latent_cache(self, cache_dir: Path, vae, device, dtype, batch_size: int, rank: int = 0, world: int = 1,
-                          show_progress: bool = True) -> Tuple[int, int]:
+                          show_progress: bool = True, vae_batch_size: int = DEFAULT_VAE_BATCH_SIZE) -> Tuple[int, int]:
         """Encode this process's share of the samples that the cache under
         ``cache_dir`` lacks, then read latents from it; returns (encoded, entries
         of this process). Every process must fill before any trains."""
         cache = LatentCache(Path(cache_dir), vae_fingerprint(vae, self.resolution, "center"))
         try:
             requests = self.cache_requests(rank, world)
-            encoded = fill_cache(cache, requests, self.pixels, vae, device, dtype, batch_size, show_progress)
+            encoded = fill_cache(cache, requests, self.pixels, vae, device, dtype, batch_size, show_progress, vae_batch_size)
         except (OSError, ValueError) as err:
             raise UserError(f"cannot read a training frame while caching latents ({type(err).__name__}: {err}); "
                             "check the data with quick_test.py") from None

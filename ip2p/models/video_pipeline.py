@@ -31,6 +31,7 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 
 from .files import require_pipeline_folder
+from .latents import encode_moments
 from .text import encode_prompts
 from .widening import LATENT_CHANNELS
 
@@ -85,8 +86,8 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
             raise ValueError("all clips of a batch must have one frame size")
         device, batch = self._execution_device, len(clips)
         pixels = torch.stack([self.image_processor.preprocess(clip) for clip in clips]).to(device, dtype=self.vae.dtype)
-        frame_latents = self.vae.encode(pixels.flatten(0, 1)).latent_dist.mode()  # unscaled, as in training
-        frame_latents = frame_latents.reshape(batch, -1, *frame_latents.shape[1:])
+        moments = encode_moments(self.vae, pixels)  # in bounded chunks: a batch of clips is many frames
+        frame_latents = moments[:, :, : moments.shape[2] // 2].to(self.vae.dtype)  # the modes, unscaled, as in training
         condition = frame_latents.flatten(1, 2)
         text = encode_prompts(self.tokenizer, self.text_encoder, prompts, device)
         empty = encode_prompts(self.tokenizer, self.text_encoder, [""] * batch, device)

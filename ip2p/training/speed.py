@@ -6,8 +6,9 @@ unset (``None``) are chosen here when the run's arguments are resolved
 records what actually ran:
 
 - ``--mixed_precision``: bf16 autocast on a GPU that supports it (fp16 with
-  loss scaling on older GPUs), unless the accelerate config
-  (``ACCELERATE_MIXED_PRECISION``) says otherwise. The UNet keeps fp32 master
+  loss scaling on older GPUs), unless the accelerate config or launch flag
+  (``ACCELERATE_MIXED_PRECISION``) says otherwise; the launcher's bare default
+  "no" is not taken for a choice (``launcher_precision``). The UNet keeps fp32 master
   weights, so this is the safe kind of mixed precision.
 - ``--channels_last``: NHWC weights and activations, which cuDNN's tensor-core
   convolutions prefer. On with a GPU; off on CPU, where it is not faster.
@@ -24,7 +25,7 @@ records what actually ran:
 """
 
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -37,10 +38,12 @@ def speed_defaults(args, cuda_available: bool) -> Tuple[Dict[str, object], List[
     values, notes = {}, []
     if args.enable_xformers_memory_efficient_attention:  # the diffusers example's flag
         values["attention"] = "xformers"
-    precision = args.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION")  # the flag, else accelerate's config
+    precision = args.mixed_precision or launcher_precision()  # the flag, else accelerate's config
     if precision is None:
         precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda_available else "no"
-        notes.append(f"mixed precision: {precision}")
+        why = " (accelerate launch passed only its default 'no'; --mixed_precision no forces full precision)" \
+            if os.environ.get("ACCELERATE_MIXED_PRECISION") == "no" and cuda_available else ""
+        notes.append(f"mixed precision: {precision}{why}")
     elif precision == "fp16" and not cuda_available:
         precision = "no"
         notes.append("mixed precision: no (fp16 needs a GPU)")
@@ -56,6 +59,30 @@ def speed_defaults(args, cuda_available: bool) -> Tuple[Dict[str, object], List[
         values["dataloader_num_workers"] = min(4, max(0, (os.cpu_count() or 1) // processes - 1)) if cuda_available else 0
         notes.append(f"data-loading workers: {values['dataloader_num_workers']}")
     return values, notes
+
+
+def launcher_precision() -> Optional[str]:
+    """The precision ``accelerate launch`` was asked for, or None where it only
+    passed its default: without a config file or flag the launcher still sets
+    ``ACCELERATE_MIXED_PRECISION=no``, and counting that as a choice would
+    silently train in fp32 on a GPU (2-3x slower). A "no" counts when the
+    default accelerate config file says so."""
+    value = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if value != "no":
+        return value
+    return "no" if accelerate_config_precision() == "no" else None
+
+
+def accelerate_config_precision() -> Optional[str]:
+    """``mixed_precision`` of the default accelerate config file (``accelerate config``), if there is one."""
+    import yaml
+    from accelerate.commands.config.config_args import default_config_file
+
+    try:
+        with open(default_config_file, encoding="utf-8") as handle:
+            return (yaml.safe_load(handle) or {}).get("mixed_precision")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
 
 
 def apply_unet_speed_options(unet, args) -> None:

@@ -237,7 +237,7 @@ class Trainer:
             moments = batch["latent_moments"].to(device)
         else:
             pixels = torch.cat([batch["condition_pixels"], batch["target_pixels"][:, None]], dim=1)
-            moments = encode_moments(vae, pixels.to(device, dtype=self.weight_dtype))
+            moments = encode_moments(vae, pixels.to(device, dtype=self.weight_dtype), self.args.vae_batch_size)
         return self.task.objective.latents(moments, vae.config.scaling_factor, self.generator)
 
     def mean_loss(self, loss: torch.Tensor) -> float:

@@ -66,7 +66,8 @@ def fill_latent_cache(dataset, models, accelerator, args, weight_dtype) -> None:
     """Each process encodes its share of the missing entries; all train from the cache."""
     encoded, entries = dataset.fill_latent_cache(
         Path(args.latent_cache_dir), models.vae, accelerator.device, weight_dtype, batch_size=max(1, args.train_batch_size),
-        rank=accelerator.process_index, world=accelerator.num_processes, show_progress=accelerator.is_main_process)
+        rank=accelerator.process_index, world=accelerator.num_processes, show_progress=accelerator.is_main_process,
+        vae_batch_size=args.vae_batch_size)
     accelerator.wait_for_everyone()
     accelerator.print(f"latent cache {dataset.cache.folder}: encoded {encoded}, reused {entries - encoded} "
                       f"(of this process's {entries} entries)")
