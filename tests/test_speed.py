@@ -106,11 +106,15 @@ def test_each_speed_option_trains_to_the_reference_loss(reference_losses, tiny_m
     name = "opt" + "_".join(part.strip("-") for part in option)
     flags = [flag for flag in REFERENCE if flag != OPPOSITE.get(option[0])]
     done = train_video(work, tiny_model, clips / "processed", name, "--max_train_steps", 3, "--seed", 0, *flags, *option,
-                       timeout=600)
+                       "--checkpointing_steps", 3, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     losses = logged_losses(work / name)
     assert len(losses) == len(reference) == 3
     torch.testing.assert_close(torch.tensor(losses), torch.tensor(reference), rtol=tolerance, atol=tolerance)
+    if option == ["--torch_compile"]:  # its checkpoint (compiled module's state) resumes without compile (issue 11, item 2)
+        done = train_video(work, tiny_model, clips / "processed", name, "--max_train_steps", 4, "--seed", 0, *flags,
+                           "--checkpointing_steps", 3, "--resume_from_checkpoint", "checkpoint-3")
+        assert done.returncode == 0 and "at step 3" in done.stdout, done.stderr[-3000:]
 
 
 def test_xformers_attention_without_xformers_is_one_clear_line(tmp_path, tiny_model, clips):

@@ -165,8 +165,17 @@ def test_two_cpu_processes_end_with_identical_weights(tmp_path, tiny_model, pair
     # 4 samples over 2 processes x batch 1 = 2 micro-batches per epoch; 2 epochs / accumulation 2 = 2 steps.
     assert "training 4 samples for 2 steps: 2 process(es)" in done.stdout
     assert "UNet weights identical on all 2 processes" in done.stdout
-    checkpoint = tmp_path / "out/checkpoint-2"
-    assert (checkpoint / "noise_generator_0.safetensors").is_file() and (checkpoint / "noise_generator_1.safetensors").is_file()
+    # The checkpoint resumes with another process count, in both directions: the wrapped
+    # module's state and the noise draws do not depend on it (issue 11, item 2).
+    at = command.index(str(REPO / "train_instruct_pix2pix.py"))
+    launcher, script = command[:at - 1] + [str(int(command[at - 1]) + 1)], command[at:]  # a fresh port for the second launch
+    for processes, steps in ((1, 3), (2, 4)):
+        resume = (launcher if processes == 2 else [sys.executable]) + script + [
+            "--max_train_steps", str(steps), "--checkpointing_steps", "1", "--resume_from_checkpoint", "latest"]
+        done = subprocess.run(resume, cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert f"at step {steps - 1}" in done.stdout and (tmp_path / f"out/checkpoint-{steps}").is_dir()
+    assert "UNet weights identical on all 2 processes" in done.stdout
 
 
 def test_text_to_image_base_is_widened_to_eight_channels(tmp_path, tiny_model, pairs):

@@ -2,8 +2,10 @@
 
 A checkpoint holds what resuming needs to continue exactly: accelerate's
 state (model, optimizer, grad scaler, registered objects such as the LR
-scheduler and EMA, RNG states), each process's noise-generator state, the
-data position, and the resolved arguments. It is written under a hidden
+scheduler and EMA, RNG states), the data position, and the resolved
+arguments. The training noise needs no saved state: it is drawn from a
+generator seeded per (seed, process, micro-batch) (``noise_seed``), so a
+checkpoint resumes on another device type or process count. It is written under a hidden
 staging name and renamed when complete, so a process killed while saving
 leaves nothing that ``latest`` could pick.
 """
@@ -14,9 +16,6 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
-
-import torch
-from safetensors.torch import load_file, save_file
 
 from ..shared.cli import UserError
 
@@ -67,8 +66,8 @@ def remove_partial_checkpoints(output_dir: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def save_checkpoint(accelerator, output_dir: Path, state: TrainState, generator: torch.Generator,
-                    total_limit: Optional[int], write_args: Callable[[Path], None]) -> Path:
+def save_checkpoint(accelerator, output_dir: Path, state: TrainState, total_limit: Optional[int],
+                    write_args: Callable[[Path], None]) -> Path:
     """Write ``checkpoint-{step}``; every process must call this.
     ``write_args(folder)`` adds the run's resolved arguments."""
     final = Path(output_dir) / f"checkpoint-{state.global_step}"
@@ -77,7 +76,6 @@ def save_checkpoint(accelerator, output_dir: Path, state: TrainState, generator:
         shutil.rmtree(staging, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(staging))
-    save_file({"state": generator.get_state()}, str(staging / f"noise_generator_{accelerator.process_index}.safetensors"))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_args(staging)
@@ -93,14 +91,9 @@ def save_checkpoint(accelerator, output_dir: Path, state: TrainState, generator:
     return final
 
 
-def load_checkpoint(accelerator, path: Path, generator: torch.Generator) -> TrainState:
+def load_checkpoint(accelerator, path: Path) -> TrainState:
     """Restore everything ``save_checkpoint`` wrote; returns the training state."""
     accelerator.load_state(str(path))
-    generator_file = Path(path) / f"noise_generator_{accelerator.process_index}.safetensors"
-    if generator_file.is_file():
-        generator.set_state(load_file(str(generator_file))["state"])
-    else:
-        accelerator.print(f"note: {path} was saved with fewer processes; this process starts a new noise stream")
     return read_state(path)
 
 

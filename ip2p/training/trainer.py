@@ -84,11 +84,11 @@ def build_trainer(args, task: TrainingTask, models: Optional[Models] = None) -> 
     accelerator.register_for_checkpointing(lr_scheduler)
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
-    generator = torch.Generator(device=accelerator.device).manual_seed(args.seed + 1_000_003 * (accelerator.process_index + 1))
-    state = restore_state(args, accelerator, generator, ema)
+    state = restore_state(args, accelerator, ema)
 
     trainer = Trainer(args=args, task=task, models=models, accelerator=accelerator, loader=loader, sampler=sampler,
-                      optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema, generator=generator, weight_dtype=weight_dtype,
+                      optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema, generator=torch.Generator(device=accelerator.device),
+                      weight_dtype=weight_dtype,
                       state=state, max_steps=max_steps, objective_settings=objective_settings,
                       logger=RunLogger(accelerator, output_dir),
                       empty_text=encode_prompts(models.tokenizer, models.text_encoder, [""], accelerator.device))
@@ -100,7 +100,7 @@ def build_trainer(args, task: TrainingTask, models: Optional[Models] = None) -> 
     return trainer
 
 
-def restore_state(args, accelerator, generator, ema=None) -> TrainState:
+def restore_state(args, accelerator, ema=None) -> TrainState:
     """The checkpoint ``--resume_from_checkpoint`` names, loaded (EMA weights
     moved back to the training device); else a fresh state."""
     output_dir = Path(args.output_dir)
@@ -109,7 +109,7 @@ def restore_state(args, accelerator, generator, ema=None) -> TrainState:
         if args.resume_from_checkpoint == "latest":
             accelerator.print(f"no checkpoint in {output_dir}; starting a new run")
         return TrainState(seed=args.seed)
-    state = load_checkpoint(accelerator, checkpoint, generator)
+    state = load_checkpoint(accelerator, checkpoint)
     if ema is not None:
         ema.to(accelerator.device)  # accelerate loads registered objects onto the CPU; EMAModel keeps them there
     accelerator.print(f"resumed from {checkpoint} at step {state.global_step}")
@@ -147,7 +147,7 @@ class Trainer:
     optimizer: torch.optim.Optimizer
     lr_scheduler: object
     ema: Optional[object]
-    generator: torch.Generator  # this process's noise, timesteps and dropout
+    generator: torch.Generator  # this process's noise, timesteps and dropout; re-seeded every micro-batch
     weight_dtype: torch.dtype  # of the frozen VAE and text encoder
     state: TrainState
     max_steps: int
@@ -164,6 +164,7 @@ class Trainer:
         with tqdm(total=self.max_steps, initial=self.state.global_step, desc="training",
                   disable=not self.accelerator.is_main_process) as progress:
             for batch in self.batches():
+                self.generator.manual_seed(self.noise_seed(micro_steps % accumulation))
                 micro_steps += 1
                 last_micro_step = micro_steps % accumulation == 0
                 loss_sum += self.micro_step(batch, last_micro_step)
@@ -196,6 +197,13 @@ class Trainer:
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
             if state.epoch % self.args.validation_epochs == 0:
                 self.validate()
+
+    def noise_seed(self, micro_in_step: int) -> int:
+        """The seed of this process's draws for one micro-batch: a function of
+        the position alone, so a resumed run draws what an uninterrupted one
+        would, whatever device type or process count saved the checkpoint."""
+        position = self.state.global_step * self.args.gradient_accumulation_steps + micro_in_step
+        return ((self.args.seed * 1_000_003 + self.accelerator.process_index) * 1_000_000_007 + position) % 2**63
 
     def micro_step(self, batch: dict, last_micro_step: bool = True) -> torch.Tensor:
         """Forward and backward of one micro-batch; returns the detached loss.
@@ -272,8 +280,8 @@ class Trainer:
         """What is due after an optimizer step."""
         step = self.state.global_step
         if step % self.args.checkpointing_steps == 0:
-            save_checkpoint(self.accelerator, Path(self.args.output_dir), self.state, self.generator,
-                            self.args.checkpoints_total_limit, self.save_args)
+            save_checkpoint(self.accelerator, Path(self.args.output_dir), self.state, self.args.checkpoints_total_limit,
+                            self.save_args)
         if self.args.validation_steps and step % self.args.validation_steps == 0:
             self.validate()
 
