@@ -8,8 +8,11 @@ accelerate.notebook_launcher, so CUDA is never initialised in a forked child.
 A failing worker makes this script exit non-zero after printing its error.
 """
 
+import logging
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 TRAINING_ARG_LIST = [
     "--pretrained_model_name_or_path", "models/instruct-pix2pix",
@@ -30,12 +33,14 @@ TRAINING_ARG_LIST = [
 ]
 
 
-def train_worker(arg_list):
-    """One process's training; raising makes the launcher see the failure."""
+def train_worker(arg_list, error_dir):
+    """One process's training; raising makes the launcher see the failure.
+    An expected error goes to ``error_dir`` for the parent to print once."""
     import train_video_ip2p
     from ip2p.shared.cli import run_main
 
-    status = run_main(train_video_ip2p.main, arg_list)
+    report = Path(error_dir, f"worker-{os.getpid()}.txt").write_text
+    status = run_main(train_video_ip2p.main, arg_list, report=report)
     if status != 0:
         raise SystemExit(status)
 
@@ -65,15 +70,30 @@ def launch(arg_list) -> int:
     # notebook_launcher forks on CUDA machines and spawns where the device
     # runtime lives in the parent (its ROCm branch); taking that branch
     # forces `spawn`, so no child inherits a CUDA state.
-    with mock.patch("accelerate.launchers.is_rocm_available", return_value=True):
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # its traceback says nothing the error line does not
+    with tempfile.TemporaryDirectory(prefix="ip2p-worker-errors-") as error_dir, \
+            mock.patch("accelerate.launchers.is_rocm_available", return_value=True):
         try:
-            notebook_launcher(train_worker, args=(arg_list,), num_processes=num_processes,
+            notebook_launcher(train_worker, args=(arg_list, error_dir), num_processes=num_processes,
                               use_port=os.environ.get("MASTER_PORT", "29500"))
-        except Exception as err:  # the workers printed their own error above
-            print(f"error: training failed in a worker process ({type(err).__name__}); see its error above", file=sys.stderr)
+        except Exception as err:
+            errors = sorted({path.read_text() for path in Path(error_dir).glob("worker-*.txt")})
+            for line in errors:  # the same mistake on every worker is printed once
+                print(line, file=sys.stderr)
+            seen = "" if errors else "; see its output above"
+            print(f"error: training failed in a worker process ({type(err).__name__}){seen}", file=sys.stderr)
             return 1
     return 0
 
 
+def check_arguments(arg_list) -> int:
+    """Parse and check the arguments once, here, before any worker starts."""
+    from ip2p.shared.cli import run_main
+    from ip2p.training.video_task import check_paths, parse_video_args
+
+    return run_main(lambda argv: check_paths(parse_video_args(argv)) or 0, arg_list)
+
+
 if __name__ == "__main__":
-    sys.exit(launch(TRAINING_ARG_LIST + sys.argv[1:]))
+    arguments = TRAINING_ARG_LIST + sys.argv[1:]
+    sys.exit(check_arguments(arguments) or launch(arguments))

@@ -1,5 +1,6 @@
 """What only several processes or a GPU would show, shown on CPU (issue 11):
-processes agree on one seed, resumed EMA weights return to the device."""
+processes agree on one seed, resumed EMA weights return to the device, VAE
+encoding is bounded, finished multi-process runs exit."""
 
 import json
 import os
@@ -55,3 +56,23 @@ def test_vae_encoding_is_chunked_and_equals_one_call():
     assert calls == [21, 4, 4, 4, 4, 4, 1]  # the bound holds, and every frame is encoded once
     assert chunked.shape == (3, 7, 8, 2, 2)
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_finished_two_process_runs_exit(tmp_path, tiny_model):
+    """Rank 0 once sat for an hour in the DDP reducer's destructor after its peer had gone;
+    the run now tears the process group down on every rank before the models are released."""
+    from conftest import numbered_clip_root
+
+    numbered_clip_root(tmp_path / "raw")
+    assert subprocess.run([sys.executable, str(REPO / "make_dataset.py"), "--data-root", "raw", "--output-dir", "processed"],
+                          cwd=tmp_path, env=script_env(tmp_path), capture_output=True).returncode == 0
+    for attempt in range(3):
+        port = str(29300 + (os.getpid() + attempt) % 700)
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+                               str(REPO / "train_video_ip2p.py"), "--pretrained_model_name_or_path", str(tiny_model),
+                               "--train_data_dir", "processed", "--output_dir", f"out{attempt}", "--resolution", "16",
+                               "--train_batch_size", "1", "--gradient_accumulation_steps", "1", "--max_train_steps", "1",
+                               "--latent_cache_dir", "cache", "--num_validation_images", "0", "--report_to", "none"],
+                              cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "saved the trained pipeline" in done.stdout

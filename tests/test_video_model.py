@@ -187,10 +187,18 @@ def test_run_video_training_launches_two_cpu_processes(tmp_path, tiny_model, vid
     assert "UNet weights identical on all 2 processes" in done.stdout
     assert (tmp_path / "out/model_index.json").is_file()
 
-    failing = [c if c != str(video_model) else str(tmp_path / "nowhere") for c in command]
+    # A missing folder is caught before any worker starts; a worker's error is printed once, without tracebacks.
+    missing = [c if c != str(video_model) else str(tmp_path / "nowhere") for c in command]
+    done = subprocess.run(missing, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "no GPU visible" not in done.stdout
+    assert done.stderr.strip().splitlines() == [f"error: --custom_unet_path {tmp_path / 'nowhere'} does not exist"]
+    (tmp_path / "empty_unet").mkdir()
+    failing = [c if c != str(video_model) else str(tmp_path / "empty_unet") for c in command]
     done = subprocess.run(failing, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0
-    assert "--custom_unet_path" in done.stderr and "training failed in a worker process" in done.stderr
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: --custom_unet_path {tmp_path / 'empty_unet'}: no UNet there (expected config.json); "
+                      "build one with make_video_model.py", "error: training failed in a worker process (ChildFailedError)"]
 
 
 def test_accelerate_launch_runs_the_video_trainer(tmp_path, tiny_model, clips):

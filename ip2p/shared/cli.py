@@ -49,13 +49,15 @@ class _DropTorchvisionAdvice(logging.Filter):
         return "requires torchvision (not installed)" not in record.getMessage()
 
 
-def run_main(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None) -> int:
-    """Call ``main(argv)`` and turn a ``UserError`` into ``error: ...`` on stderr."""
+def run_main(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None,
+             report: Optional[Callable[[str], None]] = None) -> int:
+    """Call ``main(argv)`` and turn a ``UserError`` into ``error: ...`` on
+    stderr (or into ``report(line)``, e.g. for a launcher to print once)."""
     logging.getLogger("transformers.utils.import_utils").addFilter(_DropTorchvisionAdvice())
     try:
         return main(argv)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        (report or (lambda line: print(line, file=sys.stderr)))(f"error: {err}")
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -6,6 +6,8 @@ the optimizer with its schedule and EMA."""
 import argparse
 import os
 import random
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Tuple
 
@@ -42,6 +44,24 @@ def agree_on_seed(args, accelerator) -> int:
     checkpoint = find_checkpoint(Path(args.output_dir), args.resume_from_checkpoint)
     seed = read_state(checkpoint).seed if checkpoint else random.SystemRandom().randrange(2**31)
     return broadcast_object_list([seed], from_process=0)[0] if accelerator.num_processes > 1 else seed
+
+
+@contextmanager
+def patient_barrier(accelerator, hours: float = 24.0):
+    """Run the block, then wait for every process with a timeout of ``hours``
+    instead of the process group's (10-30 minutes): for work such as filling
+    the latent cache, where a process with more to do would otherwise make
+    the others abort. A side gloo group carries the wait, made before the
+    block while all processes are together."""
+    if accelerator.num_processes == 1:
+        yield
+        return
+    import torch.distributed as dist
+
+    group = dist.new_group(backend="gloo", timeout=timedelta(hours=hours))
+    yield
+    dist.barrier(group=group)
+    dist.destroy_process_group(group)
 
 
 def make_accelerator(args):

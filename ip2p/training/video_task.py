@@ -35,6 +35,19 @@ def parse_video_args(argv=None, description: str = __doc__):
     return args
 
 
+def check_paths(args) -> None:
+    """The folders the run needs exist: checked before any process starts, so
+    a launcher of several workers reports a typo once instead of once per worker."""
+    from ..shared.cli import UserError
+
+    for flag, path in (("--train_data_dir", args.train_data_dir), ("--custom_unet_path", args.custom_unet_path)):
+        if path is not None and not Path(path).exists():
+            raise UserError(f"{flag} {path} does not exist")
+    base = args.pretrained_model_name_or_path
+    if base.startswith((".", "/", "~")) and not Path(base).expanduser().is_dir():
+        raise UserError(f"model folder {base} does not exist; fetch it with download_model.py (or --tiny for a test model)")
+
+
 def video_task(args):
     """Observed frames + instruction -> next frame, saved as ``VideoInstructPix2PixPipeline``."""
     from ..data.sources import check_columns, load_training_split, select_samples
@@ -63,12 +76,17 @@ def video_task(args):
 
 
 def fill_latent_cache(dataset, models, accelerator, args, weight_dtype) -> None:
-    """Each process encodes its share of the missing entries; all train from the cache."""
-    encoded, entries = dataset.fill_latent_cache(
-        Path(args.latent_cache_dir), models.vae, accelerator.device, weight_dtype, batch_size=max(1, args.train_batch_size),
-        rank=accelerator.process_index, world=accelerator.num_processes, show_progress=accelerator.is_main_process,
-        vae_batch_size=args.vae_batch_size)
-    accelerator.wait_for_everyone()
+    """Each process encodes its share of the missing entries; all train from
+    the cache. With several machines the cache folder must be on a shared
+    filesystem (or filled on every machine first): each process reads entries
+    the others wrote."""
+    from .setup import patient_barrier
+
+    with patient_barrier(accelerator):  # a first fill can take hours; the process group's timeout must not cut it short
+        encoded, entries = dataset.fill_latent_cache(
+            Path(args.latent_cache_dir), models.vae, accelerator.device, weight_dtype, batch_size=max(1, args.train_batch_size),
+            rank=accelerator.process_index, world=accelerator.num_processes, show_progress=accelerator.is_main_process,
+            vae_batch_size=args.vae_batch_size)
     accelerator.print(f"latent cache {dataset.cache.folder}: encoded {encoded}, reused {entries - encoded} "
                       f"(of this process's {entries} entries)")
 
