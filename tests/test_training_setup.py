@@ -76,3 +76,26 @@ def test_finished_two_process_runs_exit(tmp_path, tiny_model):
                               cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-3000:]
         assert "saved the trained pipeline" in done.stdout
+
+
+def test_lerp_ema_matches_diffusers_foreach_update():
+    from diffusers.training_utils import EMAModel
+
+    from ip2p.training.setup import lerp_ema_class
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8))
+    model[1].weight.requires_grad_(False)  # a frozen tensor is copied, as diffusers does
+    reference = EMAModel(model.parameters(), foreach=True, decay=0.99, use_ema_warmup=True, power=0.75)
+    lerped = lerp_ema_class()(model.parameters(), foreach=True, decay=0.99, use_ema_warmup=True, power=0.75)
+    for _ in range(5):
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(torch.randn_like(parameter))
+        reference.step(model.parameters())
+        lerped.step(model.parameters())
+    assert lerped.optimization_step == reference.optimization_step == 5
+    for mine, theirs in zip(lerped.shadow_params, reference.shadow_params):
+        torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-6)
+    assert not torch.equal(lerped.shadow_params[0], model[0].weight)  # it averages, not copies
+    assert lerped.state_dict().keys() == reference.state_dict().keys()  # checkpoints keep diffusers' format

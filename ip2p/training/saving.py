@@ -21,13 +21,15 @@ def check_replicas_in_sync(accelerator, unet) -> None:
     (a missed gradient sync) would otherwise go unnoticed until evaluation."""
     if accelerator.num_processes == 1:
         return
-    params = [p.detach().double().flatten() for p in unwrap(accelerator, unet).parameters()]
-    flat = torch.cat(params)
-    weights = torch.arange(1, flat.numel() + 1, device=flat.device, dtype=torch.float64).remainder(977)
-    fingerprint = torch.stack([flat.sum(), (flat * weights).sum()]).reshape(1, 2)
-    gathered = accelerator.gather(fingerprint)
-    if not torch.equal(gathered, gathered[:1].expand_as(gathered)):
-        raise UserError(f"the UNet weights differ between processes after training ({gathered.tolist()}); please report this")
+    # Per parameter, its sum and norm in float64: a fingerprint of ~2 numbers a
+    # tensor, without a float64 copy of the whole model.
+    fingerprint = torch.stack([torch.stack([p.detach().sum(dtype=torch.float64), torch.linalg.vector_norm(p.detach(), dtype=torch.float64)])
+                               for p in unwrap(accelerator, unet).parameters()])
+    gathered = accelerator.gather(fingerprint[None])
+    differing = (gathered != gathered[:1]).any(dim=2).any(dim=0).nonzero().flatten().tolist()
+    if differing:
+        raise UserError(f"the UNet weights differ between processes after training ({len(differing)} tensors, the first is "
+                        f"parameter {differing[0]}); please report this")
     accelerator.print(f"UNet weights identical on all {accelerator.num_processes} processes")
 
 

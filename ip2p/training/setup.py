@@ -100,6 +100,8 @@ def configure_models(args, models, accelerator) -> torch.dtype:
     if args.gradient_checkpointing:
         models.unet.enable_gradient_checkpointing()
     apply_unet_speed_options(models.unet, args)
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True  # shapes are fixed (one resolution, padded full batches): tune once
     if args.allow_tf32 and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -109,7 +111,6 @@ def configure_models(args, models, accelerator) -> torch.dtype:
 def make_optimization(args, unet, accelerator, max_steps: int):
     """(optimizer, LR schedule, EMA or None) for the UNet."""
     from diffusers.optimization import get_scheduler
-    from diffusers.training_utils import EMAModel
 
     learning_rate = args.learning_rate
     if args.scale_lr:
@@ -132,7 +133,29 @@ def make_optimization(args, unet, accelerator, max_steps: int):
     ema = None
     if args.use_ema:
         unet.to(accelerator.device)
-        # foreach: one batched update over all tensors, so EMA costs a few ms, not a loop over ~700 tensors.
-        ema = EMAModel(unet.parameters(), model_cls=type(unet), model_config=unet.config, foreach=True)
+        ema = lerp_ema_class()(unet.parameters(), model_cls=type(unet), model_config=unet.config, foreach=True)
         ema.to(accelerator.device)
     return optimizer, lr_scheduler, ema
+
+
+def lerp_ema_class():
+    """diffusers' ``EMAModel`` (its decay schedule, state dict, checkpoints)
+    with an in-place update: one ``torch._foreach_lerp_`` moves every average
+    toward its parameter, where diffusers' foreach update first builds the
+    differences, a temporary the size of the model, every step."""
+    from diffusers.training_utils import EMAModel
+
+    class LerpEMAModel(EMAModel):
+        @torch.no_grad()
+        def step(self, parameters) -> None:
+            parameters = list(parameters)
+            self.optimization_step += 1
+            self.cur_decay_value = decay = self.get_decay(self.optimization_step)
+            pairs = list(zip(self.shadow_params, parameters))
+            frozen = [(average, param) for average, param in pairs if not param.requires_grad]
+            if frozen:
+                torch._foreach_copy_([a for a, _ in frozen], [p for _, p in frozen], non_blocking=True)
+            trained = [(average, param) for average, param in pairs if param.requires_grad]
+            torch._foreach_lerp_([a for a, _ in trained], [p.detach() for _, p in trained], 1.0 - decay)
+
+    return LerpEMAModel
