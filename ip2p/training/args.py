@@ -85,6 +85,9 @@ SHARED_ARGUMENTS = {
         Arg("--validation_epochs", int, 1, "validate every this many epochs"),
         Arg("--validation_steps", int, None, "also validate every this many optimizer steps"),
         Arg("--logging_dir", str, "logs", "TensorBoard folder, inside --output_dir"),
+        Arg("--logging_steps", int, 10, "reduce the losses across processes and report them every this many optimizer "
+                                        "steps (one host sync each time; every step is still logged). A non-finite loss "
+                                        "is then found up to this many steps late, but always before a checkpoint is saved"),
         Arg("--report_to", str, "tensorboard", "where scalars and images go", choices=("tensorboard", "wandb", "comet_ml", "mlflow", "all", "none")),
         Arg("--local_rank", int, -1, "set by the launcher; kept for compatibility"),
     ],

@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -118,18 +118,24 @@ def restore_state(args, accelerator, ema=None) -> TrainState:
 
 class ThroughputMeter:
     """Samples per second, timed from the end of the first step: that step
-    carries the one-time costs (compilation, allocator and kernel warm-up)."""
+    carries the one-time costs (compilation, allocator and kernel warm-up).
+    Read it after a host sync (the loss reduction), or it times queued work."""
 
     def __init__(self, samples_per_step: int):
         self.samples_per_step = samples_per_step
         self.started, self.timed_from, self.steps_timed = time.perf_counter(), None, 0
 
-    def step(self) -> float:
-        now = time.perf_counter()
+    def step(self) -> None:
         if self.timed_from is None:
-            self.timed_from = now
-            return self.samples_per_step / (now - self.started)
-        self.steps_timed += 1
+            self.timed_from = time.perf_counter()
+        else:
+            self.steps_timed += 1
+
+    @property
+    def samples_per_second(self) -> float:
+        now = time.perf_counter()
+        if self.steps_timed == 0:
+            return self.samples_per_step / max(self.timed_from - self.started, 1e-9)
         return self.steps_timed * self.samples_per_step / (now - self.timed_from)
 
 
@@ -160,7 +166,7 @@ class Trainer:
         """Train to the last step, then save the final pipeline; returns its folder."""
         accumulation = self.args.gradient_accumulation_steps
         meter = ThroughputMeter(accumulation * self.args.train_batch_size * self.accelerator.num_processes)
-        loss_sum, micro_steps = torch.zeros((), device=self.accelerator.device), 0
+        loss_sum, micro_steps, losses = torch.zeros((), device=self.accelerator.device), 0, []
         with tqdm(total=self.max_steps, initial=self.state.global_step, desc="training",
                   disable=not self.accelerator.is_main_process) as progress:
             for batch in self.batches():
@@ -170,11 +176,14 @@ class Trainer:
                 loss_sum += self.micro_step(batch, last_micro_step)
                 if not last_micro_step:
                     continue
-                loss = self.mean_loss(loss_sum / accumulation)
-                loss_sum.zero_()
                 self.optimizer_step()
                 self.state.global_step += 1
-                self.report(progress, loss, meter.step())
+                meter.step()
+                losses.append(loss_sum / accumulation)  # stays on the device until reported
+                loss_sum = torch.zeros_like(loss_sum)
+                if self.report_due(len(losses)):
+                    self.report(progress, losses, meter.samples_per_second)
+                    losses = []
                 self.checkpoint_and_validate()
                 if self.state.global_step >= self.max_steps:
                     break
@@ -224,7 +233,7 @@ class Trainer:
         timesteps = torch.randint(0, models.noise_scheduler.config.num_train_timesteps, (batch_size,), generator=generator, device=device)
         noisy_latents = models.noise_scheduler.add_noise(target_latents, noise, timesteps)
         with torch.no_grad():
-            text = models.text_encoder(batch["input_ids"].to(device))[0]
+            text = models.text_encoder(batch["input_ids"].to(device, non_blocking=True))[0]
         drop_text, drop_image = conditioning_dropout_masks(batch_size, self.args.conditioning_dropout_prob, generator, device)
         text, condition_latents = apply_conditioning_dropout(text, self.empty_text, condition_latents, drop_text, drop_image)
         model_input = torch.cat([noisy_latents, condition_latents.to(noisy_latents.dtype)], dim=1)
@@ -242,22 +251,30 @@ class Trainer:
         the batch carries (latent cache), else from encoding its pixels."""
         vae, device = self.models.vae, self.accelerator.device
         if "latent_moments" in batch:
-            moments = batch["latent_moments"].to(device)
+            moments = batch["latent_moments"].to(device, non_blocking=True)  # pinned by the loader on a GPU
         else:
             pixels = torch.cat([batch["condition_pixels"], batch["target_pixels"][:, None]], dim=1)
-            moments = encode_moments(vae, pixels.to(device, dtype=self.weight_dtype), self.args.vae_batch_size)
+            moments = encode_moments(vae, pixels.to(device, dtype=self.weight_dtype, non_blocking=True), self.args.vae_batch_size)
         return self.task.objective.latents(moments, vae.config.scaling_factor, self.generator)
 
-    def mean_loss(self, loss: torch.Tensor) -> float:
-        """The step's loss averaged over processes; a non-finite one stops the run."""
-        mean = self.accelerator.gather(loss.reshape(1)).mean().item()
-        if not math.isfinite(mean):
-            checkpoints = list_checkpoints(Path(self.args.output_dir))
-            last = f"the last good checkpoint is {checkpoints[-1]}" if checkpoints else "no checkpoint was saved yet"
-            self.accelerator.end_training()
-            raise UserError(f"loss became {mean} at step {self.state.global_step + 1}; training stopped and {last}. "
-                            "Resume from it with a lower --learning_rate (or --mixed_precision bf16 instead of fp16)")
-        return mean
+    def report_due(self, steps_pending: int) -> bool:
+        """Losses are reduced every --logging_steps steps, and before anything that must not follow a bad one."""
+        step, args = self.state.global_step, self.args
+        return (steps_pending >= args.logging_steps or step % args.checkpointing_steps == 0 or step >= self.max_steps
+                or bool(args.validation_steps) and step % args.validation_steps == 0)
+
+    def mean_losses(self, losses: List[torch.Tensor]) -> List[float]:
+        """The pending steps' losses averaged over processes (one host sync); a non-finite one stops the run."""
+        means = self.accelerator.gather(torch.stack(losses)[None]).mean(dim=0).tolist()
+        first_step = self.state.global_step - len(losses) + 1
+        for step, mean in enumerate(means, start=first_step):
+            if not math.isfinite(mean):
+                checkpoints = list_checkpoints(Path(self.args.output_dir))
+                last = f"the last good checkpoint is {checkpoints[-1]}" if checkpoints else "no checkpoint was saved yet"
+                self.accelerator.end_training()
+                raise UserError(f"loss became {mean} at step {step}; training stopped and {last}. "
+                                "Resume from it with a lower --learning_rate (or --mixed_precision bf16 instead of fp16)")
+        return means
 
     def optimizer_step(self) -> None:
         self.accelerator.clip_grad_norm_(self.models.unet.parameters(), self.args.max_grad_norm)
@@ -267,14 +284,17 @@ class Trainer:
         if self.ema is not None:
             self.ema.step(self.models.unet.parameters())
 
-    def report(self, progress, loss: float, samples_per_second: float) -> None:
-        step, learning_rate = self.state.global_step, self.lr_scheduler.get_last_lr()[0]
-        progress.update(1)
-        progress.set_postfix(loss=f"{loss:.4f}", lr=f"{learning_rate:.2e}", samples_per_s=f"{samples_per_second:.1f}")
-        self.logger.scalars({"train/loss": loss, "train/learning_rate": learning_rate, "train/samples_per_second": samples_per_second}, step)
-        interval = max(1, self.args.checkpointing_steps // 5)
-        if self.accelerator.is_main_process and (step % interval == 0 or step == 1):
-            progress.write(f"step {step}: loss {loss:.4f}, lr {learning_rate:.2e}, {samples_per_second:.1f} samples/s")
+    def report(self, progress, losses: List[torch.Tensor], samples_per_second: float) -> None:
+        """Log every pending step's loss (and the current rate), update the progress bar."""
+        learning_rate, interval = self.lr_scheduler.get_last_lr()[0], max(1, self.args.checkpointing_steps // 5)
+        means = self.mean_losses(losses)
+        for step, loss in enumerate(means, start=self.state.global_step - len(means) + 1):
+            self.logger.scalars({"train/loss": loss, "train/learning_rate": learning_rate,
+                                 "train/samples_per_second": samples_per_second}, step)
+            if self.accelerator.is_main_process and (step % interval == 0 or step == 1):
+                progress.write(f"step {step}: loss {loss:.4f}, lr {learning_rate:.2e}, {samples_per_second:.1f} samples/s")
+        progress.update(len(means))
+        progress.set_postfix(loss=f"{means[-1]:.4f}", lr=f"{learning_rate:.2e}", samples_per_s=f"{samples_per_second:.1f}")
 
     def checkpoint_and_validate(self) -> None:
         """What is due after an optimizer step."""
