@@ -30,6 +30,8 @@ def parse_args(argv):
     parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
     parser.add_argument("--grid-samples", type=int, default=8, help="samples shown in grid.png")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
+    parser.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
+                        help="auto: bf16 on a GPU (fp16 without bf16), fp32 on CPU")
     parser.add_argument("--output-dir", type=Path, default=Path("eval_out"), help="where results are written")
     return parser.parse_args(argv)
 
@@ -56,11 +58,11 @@ def main(argv=None) -> int:
 
     from ip2p.evaluation.samples import samples_from_data
     from ip2p.evaluation.scoring import evaluate_batch, markdown_table, summarise, write_outputs
-    from ip2p.models.video_pipeline import load_video_pipeline
+    from ip2p.models.video_pipeline import inference_device_and_dtype, load_video_pipeline
     from ip2p.shared.metrics import unavailable_metrics
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    pipeline = load_video_pipeline(args.model, device)
+    device, dtype = inference_device_and_dtype(args.precision)
+    pipeline = load_video_pipeline(args.model, device, dtype)
     use_sampler(pipeline, args.sampler)
     resolution = args.resolution or model_resolution(args.model)
     output_mode = args.output_mode or pipeline.default_output_mode

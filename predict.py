@@ -26,6 +26,8 @@ def parse_args(argv):
     parser.add_argument("--guidance-scale", type=float, default=7.5, help="text guidance scale")
     parser.add_argument("--image-guidance-scale", type=float, default=1.5, help="frame guidance scale")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
+    parser.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
+                        help="auto: bf16 on a GPU (fp16 without bf16), fp32 on CPU")
     parser.add_argument("--output-dir", type=Path, default=Path("predictions"), help="where the PNGs go")
     return parser.parse_args(argv)
 
@@ -58,10 +60,11 @@ def main(argv=None) -> int:
     import torch
     from PIL import ImageOps
 
-    from ip2p.models.video_pipeline import load_video_pipeline
+    from ip2p.models.video_pipeline import inference_device_and_dtype, load_video_pipeline
     from ip2p.shared.images import make_strip
 
-    pipeline = load_video_pipeline(args.model)
+    device, dtype = inference_device_and_dtype(args.precision)
+    pipeline = load_video_pipeline(args.model, device, dtype)
     loader = clip_from_dataset if args.dataset else clip_from_folder
     frames, truth, instruction = loader(args, pipeline.num_frames)
     instruction = args.instruction or instruction
@@ -71,7 +74,7 @@ def main(argv=None) -> int:
     try:
         prediction = pipeline(instruction, frames, num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
                               image_guidance_scale=args.image_guidance_scale,
-                              generator=torch.Generator().manual_seed(args.seed)).images[0]
+                              generator=torch.Generator(device=device).manual_seed(args.seed)).images[0]
     except ValueError as err:
         raise UserError(f"{args.video or args.dataset}: {err}") from None
     args.output_dir.mkdir(parents=True, exist_ok=True)

@@ -99,3 +99,16 @@ def test_lerp_ema_matches_diffusers_foreach_update():
         torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-6)
     assert not torch.equal(lerped.shadow_params[0], model[0].weight)  # it averages, not copies
     assert lerped.state_dict().keys() == reference.state_dict().keys()  # checkpoints keep diffusers' format
+
+
+def test_inference_runs_on_the_gpu_in_half_precision_when_there_is_one(monkeypatch):
+    from ip2p.models.video_pipeline import inference_device_and_dtype
+
+    assert inference_device_and_dtype() == ("cpu", torch.float32)
+    assert inference_device_and_dtype("bf16") == ("cpu", torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert inference_device_and_dtype() == ("cuda", torch.bfloat16)
+    assert inference_device_and_dtype("fp32") == ("cuda", torch.float32)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert inference_device_and_dtype() == ("cuda", torch.float16)

@@ -127,9 +127,22 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         return latents
 
 
-def load_video_pipeline(folder: Path, device: str = "cpu") -> VideoInstructPix2PixPipeline:
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def inference_device_and_dtype(precision: str = "auto"):
+    """(device, dtype): the GPU when there is one, in bf16 (fp16 on GPUs
+    without it) unless ``precision`` names one; the CPU in fp32."""
+    if not torch.cuda.is_available():
+        return "cpu", DTYPES["fp32" if precision == "auto" else precision]
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "cuda", DTYPES[precision]
+
+
+def load_video_pipeline(folder: Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> VideoInstructPix2PixPipeline:
     """A trained output folder as a pipeline on ``device``; a folder that is not one is one clear line."""
     require_pipeline_folder(folder, "train one with train_video_ip2p.py", kind="trained pipeline")
-    pipeline = VideoInstructPix2PixPipeline.from_pretrained(str(folder), use_safetensors=True).to(device)
+    pipeline = VideoInstructPix2PixPipeline.from_pretrained(str(folder), use_safetensors=True, dtype=dtype).to(device)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
