@@ -12,7 +12,10 @@ on:
 - cached latents: the project's path, latents read from the cache;
 - eager attention: the cached row with plain attention instead of SDPA, to
   show what SDPA is worth (a reference, not part of the stack);
+- bf16 without channels_last: the cached row in bf16 only, since CUDA's
+  GroupNorm works in NCHW and channels_last may cost on a GPU (a reference);
 - + channels_last, + bf16 autocast, + fused AdamW, + torch.compile, + EMA;
+- + gradient checkpointing: the stack trading speed for memory (a reference);
 - whole trainer: the trainer's whole run with the stacked options, data
   loading, logging and the per-step loss check included.
 
@@ -63,12 +66,15 @@ def rows_for(config: str):
     """(label, options) of every row, in table order."""
     rows = [("online VAE encoding (diffusers example)", dict(BASE_OPTIONS, cache=False)),
             ("cached latents", dict(BASE_OPTIONS)),
-            ("cached latents, eager attention", dict(BASE_OPTIONS, attention="eager"))]
+            ("cached latents, eager attention", dict(BASE_OPTIONS, attention="eager")),
+            # CUDA's GroupNorm works in NCHW, so channels_last can cost on a GPU: bf16 alone, to compare.
+            ("cached latents, bf16 without channels_last", dict(BASE_OPTIONS, mixed_precision="bf16"))]
     options = dict(BASE_OPTIONS)
     for label, added in STACK:
         options = dict(options, **added)
         rows.append((label, dict(options)))
-    rows.append(("whole trainer (options above, data loading included)", dict(options, whole_trainer=True)))
+    rows.append(("stack above + gradient checkpointing (memory for speed)", dict(options, gradient_checkpointing=True)))
+    rows.append(("whole trainer (stack above, data loading included)", dict(options, whole_trainer=True)))
     return rows
 
 
@@ -159,6 +165,7 @@ def trainer_args(job: dict, output: Path, max_steps: int):
             "--fused_adam" if options["fused_adam"] else "--no_fused_adam",
             "--cache_latents" if options["cache"] else "--no_cache_latents"]
     argv += ["--torch_compile"] * options["torch_compile"] + ["--use_ema"] * options["use_ema"]
+    argv += ["--gradient_checkpointing"] * options.get("gradient_checkpointing", False)
     argv += ["--report_to", "tensorboard" if options.get("whole_trainer") else "none"]
     return parse_video_args(argv)
 
