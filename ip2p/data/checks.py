@@ -2,7 +2,6 @@
 problems, empty when all is well. (Model folder checks: ``ip2p.models.files``.)"""
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import List, Optional
 
 from tqdm.auto import tqdm

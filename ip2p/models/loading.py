@@ -27,6 +27,13 @@ class Models:
                    DDPMScheduler.from_config(pipeline.scheduler.config))
 
 
+def check_model_source(source: str) -> None:
+    """A source that names a local folder (not a hub id) must exist."""
+    looks_local = source.startswith((".", "/", "~")) or Path(source).parent.is_dir() and str(Path(source).parent) != "."
+    if looks_local and not Path(source).is_dir():
+        raise UserError(f"model folder {source} does not exist; fetch it with download_model.py (or --tiny for a test model)")
+
+
 def load_models(source: str, revision: Optional[str] = None, variant: Optional[str] = None,
                 non_ema_revision: Optional[str] = None, cache_dir: Optional[str] = None,
                 unet_folder: Optional[Path] = None) -> Models:
@@ -35,9 +42,7 @@ def load_models(source: str, revision: Optional[str] = None, variant: Optional[s
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    looks_local = source.startswith((".", "/", "~")) or Path(source).parent.is_dir() and str(Path(source).parent) != "."
-    if looks_local and not Path(source).is_dir():
-        raise UserError(f"model folder {source} does not exist; fetch it with download_model.py (or --tiny for a test model)")
+    check_model_source(source)
     common = dict(revision=revision, cache_dir=cache_dir)
     try:
         noise_scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler", **common)

@@ -38,14 +38,13 @@ def parse_video_args(argv=None, description: str = __doc__):
 def check_paths(args) -> None:
     """The folders the run needs exist: checked before any process starts, so
     a launcher of several workers reports a typo once instead of once per worker."""
+    from ..models.loading import check_model_source
     from ..shared.cli import UserError
 
     for flag, path in (("--train_data_dir", args.train_data_dir), ("--custom_unet_path", args.custom_unet_path)):
         if path is not None and not Path(path).exists():
             raise UserError(f"{flag} {path} does not exist")
-    base = args.pretrained_model_name_or_path
-    if base.startswith((".", "/", "~")) and not Path(base).expanduser().is_dir():
-        raise UserError(f"model folder {base} does not exist; fetch it with download_model.py (or --tiny for a test model)")
+    check_model_source(args.pretrained_model_name_or_path)
 
 
 def video_task(args):
