@@ -152,3 +152,18 @@ def test_accelerate_config_files_load_and_the_ddp_one_launches(tmp_path, tiny_mo
                           cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "saved the trained pipeline" in done.stdout
+
+
+def test_steps_reported_together_keep_their_own_learning_rate(tmp_path, tiny_model, clips):
+    """Losses are reduced every --logging_steps steps; each step still logs its own loss and learning rate."""
+    from benchmarks.plot_loss import read_scalars
+    from conftest import train_video
+
+    done = train_video(tmp_path, tiny_model, clips / "processed", "out", "--max_train_steps", 4, "--seed", 0,
+                       "--logging_steps", 10, "--lr_scheduler", "constant_with_warmup", "--lr_warmup_steps", 4, "--learning_rate", 1e-4,
+                       "--num_validation_images", 0)
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps, rates = read_scalars(tmp_path / "out/logs", "train/learning_rate")
+    assert list(steps) == [1, 2, 3, 4] and len(read_scalars(tmp_path / "out/logs", "train/loss")[1]) == 4
+    torch.testing.assert_close(torch.tensor(rates, dtype=torch.float64),
+                               torch.tensor([2.5e-5, 5e-5, 7.5e-5, 1e-4], dtype=torch.float64), rtol=1e-5, atol=0)

@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -88,8 +88,7 @@ def build_trainer(args, task: TrainingTask, models: Optional[Models] = None) -> 
 
     trainer = Trainer(args=args, task=task, models=models, accelerator=accelerator, loader=loader, sampler=sampler,
                       optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema, generator=torch.Generator(device=accelerator.device),
-                      weight_dtype=weight_dtype,
-                      state=state, max_steps=max_steps, objective_settings=objective_settings,
+                      weight_dtype=weight_dtype, state=state, max_steps=max_steps, objective_settings=objective_settings,
                       logger=RunLogger(accelerator, output_dir),
                       empty_text=encode_prompts(models.tokenizer, models.text_encoder, [""], accelerator.device))
     if accelerator.is_main_process:
@@ -166,7 +165,7 @@ class Trainer:
         """Train to the last step, then save the final pipeline; returns its folder."""
         accumulation = self.args.gradient_accumulation_steps
         meter = ThroughputMeter(accumulation * self.args.train_batch_size * self.accelerator.num_processes)
-        loss_sum, micro_steps, losses = torch.zeros((), device=self.accelerator.device), 0, []
+        loss_sum, micro_steps, pending = torch.zeros((), device=self.accelerator.device), 0, []
         with tqdm(total=self.max_steps, initial=self.state.global_step, desc="training",
                   disable=not self.accelerator.is_main_process) as progress:
             for batch in self.batches():
@@ -179,11 +178,12 @@ class Trainer:
                 self.optimizer_step()
                 self.state.global_step += 1
                 meter.step()
-                losses.append(loss_sum / accumulation)  # stays on the device until reported
+                # The loss stays on the device until reported; the learning rate is this step's, a host float.
+                pending.append((loss_sum / accumulation, self.lr_scheduler.get_last_lr()[0]))
                 loss_sum = torch.zeros_like(loss_sum)
-                if self.report_due(len(losses)):
-                    self.report(progress, losses, meter.samples_per_second)
-                    losses = []
+                if self.report_due(len(pending)):
+                    self.report(progress, pending, meter.samples_per_second)
+                    pending = []
                 self.checkpoint_and_validate()
                 if self.state.global_step >= self.max_steps:
                     break
@@ -284,11 +284,12 @@ class Trainer:
         if self.ema is not None:
             self.ema.step(self.models.unet.parameters())
 
-    def report(self, progress, losses: List[torch.Tensor], samples_per_second: float) -> None:
-        """Log every pending step's loss (and the current rate), update the progress bar."""
-        learning_rate, interval = self.lr_scheduler.get_last_lr()[0], max(1, self.args.checkpointing_steps // 5)
-        means = self.mean_losses(losses)
-        for step, loss in enumerate(means, start=self.state.global_step - len(means) + 1):
+    def report(self, progress, pending: List[Tuple[torch.Tensor, float]], samples_per_second: float) -> None:
+        """Log every pending step's loss and learning rate (and the current rate), update the progress bar."""
+        interval = max(1, self.args.checkpointing_steps // 5)
+        means = self.mean_losses([loss for loss, _ in pending])
+        first_step = self.state.global_step - len(means) + 1
+        for step, loss, (_, learning_rate) in zip(range(first_step, first_step + len(means)), means, pending):
             self.logger.scalars({"train/loss": loss, "train/learning_rate": learning_rate,
                                  "train/samples_per_second": samples_per_second}, step)
             if self.accelerator.is_main_process and (step % interval == 0 or step == 1):
