@@ -8,8 +8,10 @@ memory is its own. Each row builds its trainer with ``build_trainer``, as
 on:
 
 - online VAE encoding: every step encodes the 20 observed frames and the
-  target with the VAE, as the diffusers example does (the baseline);
-- cached latents: the project's path, latents read from the cache;
+  target with the VAE and the instruction with the text encoder, as the
+  diffusers example does (the baseline);
+- cached latents: the project's path, latents read from the cache and the
+  instruction's encoding from the prompt table;
 - eager attention: the cached row with plain attention instead of SDPA, to
   show what SDPA is worth (a reference, not part of the stack);
 - bf16 without channels_last: the cached row in bf16 only, since CUDA's
@@ -163,7 +165,8 @@ def trainer_args(job: dict, output: Path, max_steps: int):
             "--attention", options["attention"], "--mixed_precision", options["mixed_precision"],
             "--channels_last" if options["channels_last"] else "--no_channels_last",
             "--fused_adam" if options["fused_adam"] else "--no_fused_adam",
-            "--cache_latents" if options["cache"] else "--no_cache_latents"]
+            "--cache_latents" if options["cache"] else "--no_cache_latents",
+            "--prompt_cache_mb", "1024" if options["cache"] else "0"]  # online: the text encoder runs every step too
     argv += ["--torch_compile"] * options["torch_compile"] + ["--use_ema"] * options["use_ema"]
     argv += ["--gradient_checkpointing"] * options.get("gradient_checkpointing", False)
     argv += ["--report_to", "tensorboard" if options.get("whole_trainer") else "none"]
@@ -186,7 +189,7 @@ def time_step(job: dict) -> dict:
     args = trainer_args(job, Path(job["work"]) / f"step-{time.time_ns()}", job["warmup"] + job["steps"] + 2)
     trainer = build_trainer(args, video_task(args), models=Models.from_pipeline(random_pipeline(job["config"])))
     device = trainer.accelerator.device
-    batch = next(trainer.batches())  # cached latents (the VAE's moments) or pixels, as the loader gives them
+    batch = next(trainer.batches())  # cached latents or pixels, as the loader gives them
     if device.type == "cuda":
         batch = {k: v.pin_memory() for k, v in batch.items()}
 

@@ -28,10 +28,10 @@ def resolved(args, cuda_available):
     return argparse.Namespace(**{**vars(args), **values}), notes
 
 
-def test_defaults_are_the_fast_choices_on_a_gpu_and_off_on_cpu(monkeypatch):
+def test_defaults_are_the_fast_choices_for_the_machine(monkeypatch):
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
     cpu, _ = resolved(parsed(), cuda_available=False)
-    assert (cpu.mixed_precision, cpu.channels_last, cpu.fused_adam, cpu.dataloader_num_workers) == ("no", False, False, 0)
+    assert (cpu.mixed_precision, cpu.channels_last, cpu.fused_adam, cpu.dataloader_num_workers) == ("no", False, True, 0)
     assert cpu.attention == "sdpa"
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)

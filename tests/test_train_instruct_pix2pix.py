@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import REPO, run_script, script_env
+from conftest import REPO, logged_losses, run_script, script_env
 
 DIFFUSERS_EXAMPLE_FLAGS = """
 --pretrained_model_name_or_path M --revision main --variant fp16 --non_ema_revision main --dataset_name D
@@ -115,6 +115,15 @@ def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path, tiny_model,
     done = train(tmp_path, tiny_model, pairs, "split", "--max_train_steps", 4, "--resume_from_checkpoint", "latest", *RESUME_ARGS)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resumed from" in done.stdout and "at step 2" in done.stdout
+    # "named" resumes from a checkpoint whose random states look as if another device type wrote them
+    # (a CUDA generator state, other CPU states): the run's draws come from its seed and position alone,
+    # so a checkpoint moves between CPU and GPU (issue 11, item 6).
+    states_file = tmp_path / "named/checkpoint-2/random_states_0.pkl"
+    states = torch.load(states_file, weights_only=False)
+    states["torch_cuda_manual_seed"] = [torch.randint(0, 255, (16,), dtype=torch.uint8)]
+    states["torch_manual_seed"] = torch.Generator().manual_seed(12345).get_state()
+    states["random_state"] = __import__("random").Random(6789).getstate()
+    torch.save(states, states_file)
     done = train(tmp_path, tiny_model, pairs, "named", "--max_train_steps", 4,
                  "--resume_from_checkpoint", tmp_path / "named/checkpoint-2", *RESUME_ARGS)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -178,6 +187,45 @@ def test_two_cpu_processes_end_with_identical_weights(tmp_path, tiny_model, pair
     assert "UNet weights identical on all 2 processes" in done.stdout
 
 
+def test_cached_latents_and_prompts_change_where_the_numbers_come_from_not_the_numbers(tmp_path, tiny_model, pairs):
+    common = ["--max_train_steps", 3, "--seed", 0, "--center_crop", "--random_flip"]
+    plain = train(tmp_path, tiny_model, pairs, "plain", *common, "--no_cache_latents", "--prompt_cache_mb", 0)
+    cached = train(tmp_path, tiny_model, pairs, "cached", *common)
+    assert plain.returncode == 0 and cached.returncode == 0, plain.stderr[-2000:] + cached.stderr[-2000:]
+    assert "cache" not in plain.stdout
+    assert "encoded 8, reused 0" in cached.stdout  # 4 samples, both orientations
+    assert "prompt cache: 4 unique instructions encoded once" in cached.stdout
+    torch.testing.assert_close(torch.tensor(logged_losses(tmp_path / "cached")), torch.tensor(logged_losses(tmp_path / "plain")),
+                               rtol=1e-4, atol=1e-6)
+    # The example's default random crop: an image it would crop differently each epoch cannot be cached ...
+    random_crop = train(tmp_path, tiny_model, pairs, "random", "--max_train_steps", 1, "--seed", 0)
+    assert random_crop.returncode == 0, random_crop.stderr[-2000:]
+    assert "latent cache off: training sample 0 is 48x40: its random crop changes every epoch" in random_crop.stdout
+    # ... a square one can: its only crop is the whole image.
+    square = tmp_path / "square"
+    shutil.copytree(pairs, square)
+    for image in square.glob("*.jpg"):
+        Image.open(image).resize((40, 40)).save(image)
+    done = train(tmp_path, tiny_model, square, "square", "--max_train_steps", 1, "--seed", 0)
+    assert done.returncode == 0 and "encoded 4, reused 0" in done.stdout, done.stderr[-2000:]
+
+
+def test_a_bad_sample_met_while_caching_stops_every_process_at_once(tmp_path, tiny_model, pairs):
+    broken = tmp_path / "broken"
+    shutil.copytree(pairs, broken)
+    (broken / "edited_2.jpg").write_bytes(b"not an image")  # sample 2: the first process's share
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29900 + os.getpid() % 90),
+               str(REPO / "train_instruct_pix2pix.py"), "--pretrained_model_name_or_path", str(tiny_model),
+               "--train_data_dir", str(broken), "--output_dir", "out", "--resolution", "32", "--train_batch_size", "1",
+               "--max_train_steps", "2", "--seed", "0", "--center_crop"]
+    started = time.monotonic()
+    # The other process waits for the fill with a 24-hour timeout: without the failure reaching it, this would hang.
+    done = subprocess.run(command, cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=240)
+    assert done.returncode != 0 and time.monotonic() - started < 240
+    assert "error: training sample 2 ('edit number 2'): cannot read an image" in done.stderr
+    assert "error: 1 other process(es) stopped with an error (printed above); this one stops too" in done.stderr
+
+
 def test_text_to_image_base_is_widened_to_eight_channels(tmp_path, tiny_model, pairs):
     from diffusers import UNet2DConditionModel
 
@@ -198,7 +246,10 @@ def test_bad_inputs_end_in_one_clear_line(tmp_path, tiny_model, pairs):
     cases = [
         (train(tmp_path, tiny_model, pairs, "o1", "--max_train_steps", 1, "--edit_prompt_column", "caption"),
          "has no column 'caption'"),
-        (train(tmp_path, tiny_model, broken, "o2", "--max_train_steps", 4, "--seed", 0), "cannot read its image"),
+        (train(tmp_path, tiny_model, broken, "o2", "--max_train_steps", 4, "--seed", 0),
+         "training sample 2 ('edit number 2'): cannot read an image"),
+        (train(tmp_path, tiny_model, broken, "o5", "--max_train_steps", 4, "--center_crop"),  # found while caching latents
+         "training sample 2 ('edit number 2'): cannot read an image"),
         (train(tmp_path, tmp_path / "models/missing", pairs, "o3", "--max_train_steps", 1), "does not exist; fetch it with download_model.py"),
         (train(tmp_path, tiny_model, pairs, "o4", "--max_train_steps", 6, "--learning_rate", 1e30, "--checkpointing_steps", 1, "--seed", 0),
          "loss became nan"),
@@ -207,7 +258,7 @@ def test_bad_inputs_end_in_one_clear_line(tmp_path, tiny_model, pairs):
         assert done.returncode != 0
         last = done.stderr.strip().splitlines()[-1]
         assert last.startswith("error: ") and message in last and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert "the last good checkpoint is" in cases[3][0].stderr
+    assert "the last good checkpoint is" in cases[4][0].stderr
 
 
 def test_dataset_name_accepts_a_save_to_disk_folder_of_decoded_images(tmp_path, tiny_model, pairs):

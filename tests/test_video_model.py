@@ -37,9 +37,13 @@ def test_cached_and_uncached_training_give_the_same_losses(tmp_path, tiny_model,
     done = train_video(tmp_path, tiny_model, clips / "processed", "cached", *common)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "encoded 3, reused 0" in done.stdout
+    assert "prompt cache: 3 unique instructions encoded once" in done.stdout
+    done = train_video(tmp_path, tiny_model, clips / "processed", "encoders", "--no_cache_latents", "--prompt_cache_mb", 0, *common)
+    assert done.returncode == 0 and "prompt cache" not in done.stdout, done.stderr[-3000:]
     plain, cached = logged_losses(tmp_path / "plain"), logged_losses(tmp_path / "cached")
     assert len(plain) == 4
     torch.testing.assert_close(torch.tensor(cached), torch.tensor(plain), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(logged_losses(tmp_path / "encoders")), torch.tensor(plain), rtol=1e-4, atol=1e-6)
 
 
 def test_cache_is_reused_by_later_runs_and_invalidated_by_changes(tmp_path, tiny_model, clips):
@@ -163,9 +167,9 @@ def test_bad_video_inputs_end_in_one_clear_line(tmp_path, tiny_model, clips):
         (train_video(tmp_path, tiny_model, clips / "processed", "o1", "--max_train_steps", 1, "--custom_unet_path", narrow),
          "the UNet has 44 input channels; 20 conditioning frame(s) need 84"),
         (train_video(tmp_path, tiny_model, data / "processed", "o2", "--max_train_steps", 1),
-         "cannot read a training frame while caching latents"),
+         "training sample 1 ('cover object number 1'): cannot read an image"),
         (train_video(tmp_path, tiny_model, data / "processed", "o3", "--max_train_steps", 3, "--no_cache_latents", "--seed", 0),
-         "cannot read a frame"),
+         "training sample 1 ('cover object number 1'): cannot read an image"),
         (train_video(tmp_path, tiny_model, clips / "processed", "o4", "--max_train_steps", 1, "--random_crop"),
          "cannot be cached"),
     ]
@@ -173,7 +177,7 @@ def test_bad_video_inputs_end_in_one_clear_line(tmp_path, tiny_model, clips):
         assert done.returncode != 0
         last = done.stderr.strip().splitlines()[-1]
         assert message in last and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert "train/cover_object/video_1/13.jpg" in cases[1][0].stderr + cases[2][0].stderr
+    assert all("train/cover_object/video_1/13.jpg" in done.stderr for done, _ in cases[1:3])
 
 
 def test_run_video_training_launches_two_cpu_processes(tmp_path, tiny_model, video_model, clips):

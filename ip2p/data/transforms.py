@@ -21,8 +21,7 @@ def paired_crop_flip(images: List[Image.Image], resolution: int, center_crop: bo
     """
     rng = rng or random.Random()
     width, height = images[0].size
-    scale = resolution / min(width, height)
-    new_size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
+    new_size = resized_size(images[0].size, resolution)
     spare_x, spare_y = new_size[0] - resolution, new_size[1] - resolution
     if center_crop:
         left, top = spare_x // 2, spare_y // 2
@@ -38,6 +37,17 @@ def paired_crop_flip(images: List[Image.Image], resolution: int, center_crop: bo
         arrays.append(array[:, ::-1] if flip else array)
     stacked = torch.from_numpy(np.stack(arrays).copy()).permute(0, 3, 1, 2)
     return stacked / 127.5 - 1.0, flip
+
+
+def resized_size(size: Tuple[int, int], resolution: int) -> Tuple[int, int]:
+    """``(width, height)`` after scaling the short side to ``resolution``."""
+    scale = resolution / min(size)
+    return max(resolution, round(size[0] * scale)), max(resolution, round(size[1] * scale))
+
+
+def crop_is_fixed(size: Tuple[int, int], resolution: int) -> bool:
+    """Whether every crop of an image of ``size`` is the same one (the resized image is already square)."""
+    return resized_size(size, resolution) == (resolution, resolution)
 
 
 _DIRECTION_SWAPS = {"left": "right", "right": "left", "leftward": "rightward", "rightward": "leftward",

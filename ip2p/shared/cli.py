@@ -58,7 +58,18 @@ def run_main(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequ
         return main(argv)
     except UserError as err:
         (report or (lambda line: print(line, file=sys.stderr)))(f"error: {err}")
+        _leave_process_group()
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _leave_process_group() -> None:
+    """After an error, leave a distributed run's process group at once (no
+    barrier: the other processes may have stopped too). Left to garbage
+    collection at exit, a process can wait forever in the DDP reducer's
+    destructor for a peer that has already gone."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()

@@ -106,6 +106,12 @@ SHARED_ARGUMENTS = {
             "default: the accelerate config, else bf16 on a GPU that has it, else no; fp16 falls back to no on CPU",
             choices=("no", "fp16", "bf16")),
         Arg("--gradient_checkpointing", "store_true", False, "recompute activations in the backward pass to save memory"),
+        Arg("--cache_latents", "bool", True, "encode each sample with the VAE once and reuse its latents in later epochs and "
+                                             "runs; a random crop that varies between epochs cannot be cached, and the "
+                                             "run then encodes every step (says so at start)"),
+        Arg("--latent_cache_dir", str, "latent_cache", "where cached latents live (keyed by data, resolution and VAE)"),
+        Arg("--prompt_cache_mb", int, 1024, "encode each unique instruction once into a table of at most this many MB on the "
+                                            "training device, instead of running the text encoder every step (0: off)"),
         Arg("--vae_batch_size", int, 16, "frames per VAE encoder call when filling the latent cache or encoding online "
                                          "(a batch of 32 clips is 672 frames); 16 fits a 24 GB card at 512 px"),
         Arg("--enable_xformers_memory_efficient_attention", "store_true", False,
@@ -113,7 +119,7 @@ SHARED_ARGUMENTS = {
         Arg("--attention", str, "sdpa", "sdpa (PyTorch's fused attention kernels), eager (plain matmul + softmax) or xformers",
             choices=("sdpa", "eager", "xformers")),
         Arg("--channels_last", "bool", None, "keep the UNet's tensors channels-last (default: on with a GPU)"),
-        Arg("--fused_adam", "bool", None, "fused AdamW kernel (default: on with a GPU)"),
+        Arg("--fused_adam", "bool", None, "fused AdamW kernel, on GPU or CPU (default: on unless --use_8bit_adam)"),
         Arg("--torch_compile", "store_true", False, "compile the UNet with torch.compile (inductor); first steps take minutes"),
         Arg("--dataloader_prefetch_factor", int, None, "batches each data-loading worker prepares ahead (PyTorch default: 2)"),
         Arg("--allow_tf32", "store_true", False, "allow TF32 matrix maths on Ampere and newer GPUs"),

@@ -1,13 +1,14 @@
 """What the UNet learns to denoise, and from which condition: an objective
-turns a batch's VAE moments (``ip2p.models.latents``) into (target latents,
-conditioning latents). A trainer's task owns one; the training loop only
+turns a batch's ``FrameLatents`` (``ip2p.models.latents``: the observed
+frames' means, the next frame's moments) into (target latents, conditioning
+latents). A trainer's task owns one; the training loop only
 calls its hooks, so a new objective is a new class here.
 
 Hooks (``from_args(args)`` builds one from the trainer's flags):
 - ``prepare(dataset, vae, device, dtype) -> dict``: measure what the
   objective needs from the training data, once before training; returns the
   settings the saved pipeline needs to invert it (constructor arguments).
-- ``latents(moments, scaling_factor, generator) -> (target, condition)``.
+- ``latents(frame_latents, scaling_factor, generator) -> (target, condition)``.
 
 Both objectives condition on the observed frames as InstructPix2Pix does
 (Brooks et al. 2023): each frame's distribution *mode*, unscaled, stacked in
@@ -19,12 +20,12 @@ from typing import Dict, Tuple
 import torch
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
+from ..models.latents import FrameLatents
 
-def condition_latents(moments: torch.Tensor) -> torch.Tensor:
-    """``(B, F, 2C, h, w)`` moments -> ``(B, (F - 1) * C, h, w)``: the observed frames' modes."""
-    batch, frames = moments.shape[:2]
-    condition = DiagonalGaussianDistribution(moments[:, :-1].flatten(0, 1)).mode()
-    return condition.reshape(batch, (frames - 1) * condition.shape[1], *condition.shape[2:])
+
+def condition_latents(latents: FrameLatents) -> torch.Tensor:
+    """``(B, N, C, h, w)`` observed means -> ``(B, N * C, h, w)``: the frames' modes, oldest first."""
+    return latents.condition.flatten(1, 2)
 
 
 class FrameObjective:
@@ -40,9 +41,9 @@ class FrameObjective:
     def prepare(self, dataset, vae, device, dtype) -> Dict[str, object]:
         return {}
 
-    def latents(self, moments: torch.Tensor, scaling_factor: float, generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
-        target = DiagonalGaussianDistribution(moments[:, -1]).sample(generator=generator) * scaling_factor
-        return target, condition_latents(moments)
+    def latents(self, latents: FrameLatents, scaling_factor: float, generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+        target = DiagonalGaussianDistribution(latents.target).sample(generator=generator) * scaling_factor
+        return target, condition_latents(latents)
 
 
 class ResidualObjective:
@@ -72,16 +73,16 @@ class ResidualObjective:
             scaling_factor = vae.config.scaling_factor
             changes = []
             for index in range(min(self.max_samples, len(dataset))):
-                moments = dataset.moments(index, vae, device, dtype)
-                modes = moments[:, : moments.shape[1] // 2]  # moments = [mean, log-variance]; the mean is the mode
-                changes.append((modes[-1] - modes[-2]) * scaling_factor)
+                latents = dataset.latents(index, vae, device, dtype)
+                channels = latents.condition.shape[-3]  # target = [mean, log-variance]; the mean is the mode
+                changes.append((latents.target[:channels] - latents.condition[-1].float()) * scaling_factor)
             self.scale = max(float(torch.stack(changes).std()), 1e-3)
         return {"prediction_target": self.name, "residual_scale": self.scale}
 
-    def latents(self, moments: torch.Tensor, scaling_factor: float, generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
-        target = DiagonalGaussianDistribution(moments[:, -1]).mode() * scaling_factor
-        last = DiagonalGaussianDistribution(moments[:, -2]).mode() * scaling_factor
-        return (target - last) / self.scale, condition_latents(moments)
+    def latents(self, latents: FrameLatents, scaling_factor: float, generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+        target = DiagonalGaussianDistribution(latents.target).mode() * scaling_factor
+        last = latents.condition[:, -1].float() * scaling_factor
+        return (target - last) / self.scale, condition_latents(latents)
 
 
 OBJECTIVES = {"frame": FrameObjective, "residual": ResidualObjective}  # --prediction_target

@@ -52,16 +52,27 @@ def patient_barrier(accelerator, hours: float = 24.0):
     instead of the process group's (10-30 minutes): for work such as filling
     the latent cache, where a process with more to do would otherwise make
     the others abort. A side gloo group carries the wait, made before the
-    block while all processes are together."""
+    block while all processes are together. A process whose block fails
+    still joins the wait and then raises its error; the others then stop
+    with a line pointing to it instead of waiting for it for ``hours``."""
     if accelerator.num_processes == 1:
         yield
         return
     import torch.distributed as dist
 
     group = dist.new_group(backend="gloo", timeout=timedelta(hours=hours))
-    yield
-    dist.barrier(group=group)
+    failure = None
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 - re-raised below, after the others know
+        failure = err
+    failed = torch.tensor([int(failure is not None)])
+    dist.all_reduce(failed, group=group)
     dist.destroy_process_group(group)
+    if failure is not None:
+        raise failure
+    if failed.item():
+        raise UserError(f"{int(failed.item())} other process(es) stopped with an error (printed above); this one stops too")
 
 
 def make_accelerator(args):

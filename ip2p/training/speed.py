@@ -13,7 +13,9 @@ records what actually ran:
 - ``--channels_last``: NHWC weights and activations, which cuDNN's tensor-core
   convolutions prefer. On with a GPU; off on CPU, where it is not faster.
 - ``--fused_adam``: one fused AdamW kernel instead of a loop over tensors. On
-  with a GPU.
+  by default, on a GPU and on CPU alike (PyTorch has both kernels; on the
+  2-core CPU the tiny UNet's optimizer step takes 1.6 ms fused against 7.9 ms
+  unfused); off with ``--use_8bit_adam``, which brings its own kernel.
 - ``--attention``: PyTorch's scaled-dot-product attention (memory-efficient and
   flash kernels) unless ``eager`` (diffusers' plain attention, the reference
   the benchmark compares against) or ``xformers`` is asked for.
@@ -52,7 +54,7 @@ def speed_defaults(args, cuda_available: bool) -> Tuple[Dict[str, object], List[
         values["channels_last"] = cuda_available
         notes.append(f"channels_last: {'on' if cuda_available else 'off'}")
     if args.fused_adam is None:
-        values["fused_adam"] = cuda_available and not args.use_8bit_adam
+        values["fused_adam"] = not args.use_8bit_adam
         notes.append(f"fused AdamW: {'on' if values['fused_adam'] else 'off'}")
     if args.dataloader_num_workers is None:
         processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))

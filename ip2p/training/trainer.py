@@ -23,12 +23,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.batches import EpochBatchSampler, collate
-from ..models.latents import encode_moments
+from ..models.latents import FrameLatents, encode_frame_latents
 from ..models.loading import Models, load_models
 from ..models.text import encode_prompts
 from ..models.widening import widen_unet_input
 from ..shared.cli import UserError
 from .args import ResolvedArgs, save_args
+from .caches import build_prompt_table, fill_latent_cache
 from .checkpoints import TrainState, find_checkpoint, list_checkpoints, load_checkpoint, remove_partial_checkpoints, save_checkpoint
 from .conditioning import apply_conditioning_dropout, conditioning_dropout_masks
 from .objectives import FrameObjective
@@ -48,7 +49,6 @@ class TrainingTask:
     pipeline_kwargs: dict = field(default_factory=dict)  # fixed extra constructor arguments of pipeline_class
     validation_images: Optional[Callable] = None  # (pipeline, args, generator) -> PIL images; None: no validation
     unet_folder: Optional[str] = None  # a UNet to train instead of the base model's (--custom_unet_path)
-    prepare_data: Optional[Callable] = None  # (dataset, models, accelerator, args, weight_dtype), e.g. filling a latent cache
 
 
 def build_trainer(args, task: TrainingTask, models: Optional[Models] = None) -> "Trainer":
@@ -62,14 +62,15 @@ def build_trainer(args, task: TrainingTask, models: Optional[Models] = None) -> 
         output_dir.mkdir(parents=True, exist_ok=True)
         remove_partial_checkpoints(output_dir)
 
-    # Models, data and the objective's statistics:
+    # Models, data (with the caches that replace per-step encoding) and the objective's statistics:
     models = models or load_models(args.pretrained_model_name_or_path, args.revision, args.variant, args.non_ema_revision,
                                    args.cache_dir, task.unet_folder)
     widen_unet_input(models.unet, task.num_conditioning_frames)
     weight_dtype = configure_models(args, models, accelerator)
     dataset = task.build_dataset(args, models.tokenizer)
-    if task.prepare_data is not None:
-        task.prepare_data(dataset, models, accelerator, args, weight_dtype)
+    if args.cache_latents:
+        fill_latent_cache(dataset, models, accelerator, args, weight_dtype)
+    prompt_table = build_prompt_table(dataset, models, accelerator, args)
     objective_settings = task.objective.prepare(dataset, models.vae, accelerator.device, weight_dtype)
     if objective_settings:
         accelerator.print(f"objective {task.objective.name}: " + ", ".join(f"{k} {v}" for k, v in objective_settings.items()))
@@ -89,7 +90,7 @@ def build_trainer(args, task: TrainingTask, models: Optional[Models] = None) -> 
     trainer = Trainer(args=args, task=task, models=models, accelerator=accelerator, loader=loader, sampler=sampler,
                       optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema, generator=torch.Generator(device=accelerator.device),
                       weight_dtype=weight_dtype, state=state, max_steps=max_steps, objective_settings=objective_settings,
-                      logger=RunLogger(accelerator, output_dir),
+                      logger=RunLogger(accelerator, output_dir), prompt_table=prompt_table,
                       empty_text=encode_prompts(models.tokenizer, models.text_encoder, [""], accelerator.device))
     if accelerator.is_main_process:
         accelerator.init_trackers(task.name, config=_tracker_config(args))
@@ -159,6 +160,7 @@ class Trainer:
     objective_settings: dict  # what the saved pipeline needs to invert the objective
     logger: RunLogger
     empty_text: torch.Tensor  # the empty prompt's encoding, for text dropout
+    prompt_table: Optional[torch.Tensor] = None  # every instruction's encoding, when cached (items then carry prompt_index)
     last_validated_step: Optional[int] = None
 
     def run(self) -> Path:
@@ -232,8 +234,7 @@ class Trainer:
         noise = torch.randn(target_latents.shape, generator=generator, device=device, dtype=target_latents.dtype)
         timesteps = torch.randint(0, models.noise_scheduler.config.num_train_timesteps, (batch_size,), generator=generator, device=device)
         noisy_latents = models.noise_scheduler.add_noise(target_latents, noise, timesteps)
-        with torch.no_grad():
-            text = models.text_encoder(batch["input_ids"].to(device, non_blocking=True))[0]
+        text = self.text_embeddings(batch)
         drop_text, drop_image = conditioning_dropout_masks(batch_size, self.args.conditioning_dropout_prob, generator, device)
         text, condition_latents = apply_conditioning_dropout(text, self.empty_text, condition_latents, drop_text, drop_image)
         model_input = torch.cat([noisy_latents, condition_latents.to(noisy_latents.dtype)], dim=1)
@@ -246,16 +247,24 @@ class Trainer:
             target = noise
         return F.mse_loss(prediction.float(), target.float())
 
+    def text_embeddings(self, batch: dict) -> torch.Tensor:
+        """The instructions' encodings: rows of the prompt table, else the text encoder's output."""
+        device = self.accelerator.device
+        if "prompt_index" in batch:
+            return self.prompt_table[batch["prompt_index"].to(device, non_blocking=True)]
+        with torch.no_grad():
+            return self.models.text_encoder(batch["input_ids"].to(device, non_blocking=True))[0]
+
     def latents(self, batch: dict):
-        """The objective's (target, conditioning) latents, from the VAE moments
-        the batch carries (latent cache), else from encoding its pixels."""
+        """The objective's (target, conditioning) latents, from the latents the
+        batch carries (latent cache), else from encoding its pixels."""
         vae, device = self.models.vae, self.accelerator.device
-        if "latent_moments" in batch:
-            moments = batch["latent_moments"].to(device, non_blocking=True)  # pinned by the loader on a GPU
+        if "target_moments" in batch:  # pinned by the loader on a GPU
+            latents = FrameLatents(batch["condition_latents"], batch["target_moments"]).to(device, non_blocking=True)
         else:
             pixels = torch.cat([batch["condition_pixels"], batch["target_pixels"][:, None]], dim=1)
-            moments = encode_moments(vae, pixels.to(device, dtype=self.weight_dtype, non_blocking=True), self.args.vae_batch_size)
-        return self.task.objective.latents(moments, vae.config.scaling_factor, self.generator)
+            latents = encode_frame_latents(vae, pixels.to(device, dtype=self.weight_dtype, non_blocking=True), self.args.vae_batch_size)
+        return self.task.objective.latents(latents, vae.config.scaling_factor, self.generator)
 
     def report_due(self, steps_pending: int) -> bool:
         """Losses are reduced every --logging_steps steps, and before anything that must not follow a bad one."""

@@ -2,7 +2,7 @@
 UNet widened to 4 + 4 x N input channels, conditioned on the N observed
 frames. Takes every flag of the single-image trainer plus its own; the frame
 count comes from the data and is checked against the UNet. Latents are
-cached on disk by default."""
+cached on disk by default (a random crop cannot be cached)."""
 
 from pathlib import Path
 
@@ -15,8 +15,6 @@ VIDEO_DEFAULTS = dict(
 VIDEO_ARGUMENTS = {"video": [
     Arg("--custom_unet_path", str, None, "a widened UNet (folder, or pipeline folder with unet/) from make_video_model.py; "
                                          "without it the base UNet is widened at start"),
-    Arg("--cache_latents", "bool", True, "encode each frame with the VAE once and reuse the latents in later epochs and runs"),
-    Arg("--latent_cache_dir", str, "latent_cache", "where cached latents live (keyed by data, resolution and VAE)"),
     Arg("--random_crop", "store_true", False, "random instead of centre crops (cannot be cached: needs --no_cache_latents)"),
     Arg("--prediction_target", str, "frame", "frame: denoise the next frame's latent (InstructPix2Pix); residual: denoise "
                                              "its change from the last frame's latent (saved in the model)",
@@ -70,24 +68,8 @@ def video_task(args):
         build_dataset=build_dataset, pipeline_class=VideoInstructPix2PixPipeline,
         objective=OBJECTIVES[args.prediction_target].from_args(args),
         validation_images=validation_images if held_out is not None and args.num_validation_images > 0 else None,
-        unet_folder=args.custom_unet_path, prepare_data=fill_latent_cache if args.cache_latents else None,
+        unet_folder=args.custom_unet_path,
     )
-
-
-def fill_latent_cache(dataset, models, accelerator, args, weight_dtype) -> None:
-    """Each process encodes its share of the missing entries; all train from
-    the cache. With several machines the cache folder must be on a shared
-    filesystem (or filled on every machine first): each process reads entries
-    the others wrote."""
-    from .setup import patient_barrier
-
-    with patient_barrier(accelerator):  # a first fill can take hours; the process group's timeout must not cut it short
-        encoded, entries = dataset.fill_latent_cache(
-            Path(args.latent_cache_dir), models.vae, accelerator.device, weight_dtype, batch_size=max(1, args.train_batch_size),
-            rank=accelerator.process_index, world=accelerator.num_processes, show_progress=accelerator.is_main_process,
-            vae_batch_size=args.vae_batch_size)
-    accelerator.print(f"latent cache {dataset.cache.folder}: encoded {encoded}, reused {entries - encoded} "
-                      f"(of this process's {entries} entries)")
 
 
 def load_held_out(args):
