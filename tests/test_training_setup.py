@@ -167,3 +167,21 @@ def test_steps_reported_together_keep_their_own_learning_rate(tmp_path, tiny_mod
     assert list(steps) == [1, 2, 3, 4] and len(read_scalars(tmp_path / "out/logs", "train/loss")[1]) == 4
     torch.testing.assert_close(torch.tensor(rates, dtype=torch.float64),
                                torch.tensor([2.5e-5, 5e-5, 7.5e-5, 1e-4], dtype=torch.float64), rtol=1e-5, atol=0)
+
+
+def test_the_cache_fill_outlasts_the_process_group_timeout_and_a_failure_reaches_every_process(tmp_path):
+    outputs = []
+    for index, mode in enumerate(("ok", "fail")):
+        port = str(29700 + os.getpid() % 90 + index)
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+                               str(REPO / "tests/patient_barrier_worker.py"), mode],
+                              cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs.append(done.stdout)
+    # Rank 0 waited for rank 1's 8 seconds, past the group's 3-second timeout (issue 11, item 8).
+    waited = dict(re.findall(r"rank (\d) waited (\d+) s", outputs[0]))
+    assert waited.keys() == {"0", "1"} and int(waited["0"]) >= 7, outputs[0]
+    # A failing fill: its process raises its own error, the other stops too instead of waiting an hour.
+    stopped = dict(re.findall(r"rank (\d) stopped after \d+ s: (.*)", outputs[1]))
+    assert stopped == {"1": "sample 7 cannot be read",
+                       "0": "1 other process(es) stopped with an error (printed above); this one stops too"}, outputs[1]
