@@ -1,10 +1,12 @@
 """Evaluate a trained video model on held-out clips, against baselines.
 
-For every sample: the model's prediction and three reference rows on the same
-samples (copy-last-frame, latent copy-last, VAE reconstruction of the truth),
-scored with PSNR and SSIM (definitions in the README), overall and per task
-type. Writes metrics.json, metrics.csv and grid.png (last observed |
-prediction | truth | copy-last error) and prints a markdown table.
+For every sample: the model's prediction and four reference rows on the same
+samples (optical-flow extrapolation, copy-last-frame, latent copy-last, VAE
+reconstruction of the truth), scored with PSNR and SSIM over the whole frame
+and PSNR over the pixels that move (definitions in the README), overall and
+per task type. Writes metrics.json, metrics.csv and grid.png (last observed |
+flow extrapolation | model | truth | model error), with --save-predictions
+every row's prediction as PNG, and prints a markdown table.
 """
 
 import sys
@@ -33,6 +35,9 @@ def parse_args(argv):
     parser.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
                         help="auto: bf16 on a GPU (fp16 without bf16), fp32 on CPU")
     parser.add_argument("--output-dir", type=Path, default=Path("eval_out"), help="where results are written")
+    parser.add_argument("--save-predictions", type=Path, default=None, metavar="DIR",
+                        help="also write every row's prediction for every sample as DIR/<row>/<sample id, / as __>.png "
+                             "at the evaluation resolution, and the truth as DIR/truth/..., so any metric can be recomputed")
     return parser.parse_args(argv)
 
 
@@ -73,7 +78,8 @@ def main(argv=None) -> int:
     results = []
     with tqdm(total=len(samples), desc="evaluating", unit="sample") as progress:
         for start in range(0, len(samples), args.batch_size):
-            results.extend(evaluate_batch(pipeline, samples[start:start + args.batch_size], resolution, settings, generator))
+            results.extend(evaluate_batch(pipeline, samples[start:start + args.batch_size], resolution, settings, generator,
+                                          args.save_predictions))
             progress.update(min(args.batch_size, len(samples) - start))
     summary = summarise(results)
     meta = {"model": str(args.model), "data": str(args.data), "split": args.split, "resolution": resolution,
@@ -82,7 +88,8 @@ def main(argv=None) -> int:
     print(markdown_table(summary))
     for metric, reason in meta["unavailable_metrics"].items():
         print(f"{metric}: unavailable ({reason})")
-    print(f"wrote {args.output_dir}/metrics.json, metrics.csv, grid.png")
+    print(f"wrote {args.output_dir}/metrics.json, metrics.csv, grid.png"
+          + (f"; predictions of every row under {args.save_predictions}" if args.save_predictions else ""))
     return 0
 
 

@@ -2,9 +2,13 @@
 # Proof-of-learning run on a 2-core CPU, no GPU or network (about 13 minutes):
 # synthetic clips -> tiny model with a fitted VAE (4x downsampling, so 64x64
 # frames give 16x16 latents) -> 20-frame video model trained on the residual
-# objective -> evaluate.py on the held-out clips against copy-last and the VAE
-# rows -> loss curve. Prints the table and the wall time of each stage.
+# objective -> evaluate.py on the held-out clips against flow extrapolation,
+# copy-last and the VAE rows (every row's predictions saved as PNG) -> loss
+# curve. Prints the table and the wall time of each stage.
 #   bash benchmarks/learn_synthetic.sh [SEED]      (outputs in learn_synthetic_out/seed-SEED)
+#   RAW_DATA=DIR bash benchmarks/learn_synthetic.sh [SEED]
+#       the same chain on your own raw root (numbered layout, train/ and val/), no generation
+#   PYTHON=python3 ...   the interpreter; STEPS=N training steps; OUT=DIR output root
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEED="${1:-0}"
@@ -16,12 +20,21 @@ mkdir -p "$OUT"
 started=$SECONDS
 stage() { echo "[$((SECONDS - started))s] $*"; }
 
-stage "synthetic clips (100 train + 16 held-out per task, 64x64)"
-"$python" create_mini_data.py --synthetic --videos-per-task 100 --val-videos-per-task 16 --size 64 --seed "$SEED" \
-    --output-dir "$OUT/raw" > "$OUT/data.log" 2>&1
-"$python" make_dataset.py --data-root "$OUT/raw" --output-dir "$OUT/processed" >> "$OUT/data.log" 2>&1
+if [ -n "${RAW_DATA:-}" ]; then
+    [ -d "$RAW_DATA/train" ] && [ -d "$RAW_DATA/val" ] || { echo "error: RAW_DATA=$RAW_DATA needs train/ and val/ (numbered layout)" >&2; exit 2; }
+    raw="$RAW_DATA"
+    stage "clips from $raw"
+    : > "$OUT/data.log"
+else
+    raw="$OUT/raw"
+    stage "synthetic clips (100 train + 16 held-out per task, 64x64)"
+    "$python" create_mini_data.py --synthetic --videos-per-task 100 --val-videos-per-task 16 --size 64 --seed "$SEED" \
+        --output-dir "$raw" > "$OUT/data.log" 2>&1
+fi
+"$python" make_dataset.py --data-root "$raw" --output-dir "$OUT/processed" >> "$OUT/data.log" 2>&1 \
+    || { tail -3 "$OUT/data.log" >&2; exit 2; }
 stage "tiny model, VAE fitted on the training frames"
-"$python" download_model.py --tiny --seed "$SEED" --local-dir "$OUT/tiny" --fit-vae-frames "$OUT/raw/train" --fit-vae-steps 600 \
+"$python" download_model.py --tiny --seed "$SEED" --local-dir "$OUT/tiny" --fit-vae-frames "$raw/train" --fit-vae-steps 600 \
     --vae-channels 32,64,64 --unet-channels 64,128 > "$OUT/tiny.log" 2>&1
 grep "fitted" "$OUT/tiny.log"
 stage "training the 20-frame model ($STEPS steps)"
@@ -32,6 +45,7 @@ stage "training the 20-frame model ($STEPS steps)"
     --validation_epochs 100000 --seed "$SEED" > "$OUT/train.log" 2>&1
 stage "evaluating on the held-out clips"
 "$python" evaluate.py --model "$OUT/model" --data "$OUT/processed" --sampler saved --guidance-scale 1.0 \
-    --image-guidance-scale 1.0 --num-inference-steps 20 --seed "$SEED" --output-dir "$OUT/eval" 2> "$OUT/eval.log"
+    --image-guidance-scale 1.0 --num-inference-steps 20 --seed "$SEED" --output-dir "$OUT/eval" \
+    --save-predictions "$OUT/predictions" 2> "$OUT/eval.log"
 "$python" benchmarks/plot_loss.py "$OUT/model/logs" "$OUT/loss.png"
-stage "done: $OUT/eval (metrics.json, grid.png), $OUT/loss.png"
+stage "done: $OUT/eval (metrics.json, grid.png), $OUT/predictions (every row's PNGs), $OUT/loss.png"

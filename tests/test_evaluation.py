@@ -56,18 +56,61 @@ def test_synthetic_clips_move_between_frame_20_and_21_and_match_their_text(synth
 
 def test_evaluate_writes_every_output_with_the_task_breakdown(synthetic, video_model, tmp_path):
     done = run_script("evaluate.py", "--model", video_model, "--data", synthetic / "raw", "--resolution", 32,
-                      "--num-inference-steps", 2, "--batch-size", 2, "--output-dir", "eval", cwd=tmp_path)
+                      "--num-inference-steps", 2, "--batch-size", 2, "--output-dir", "eval", "--save-predictions", "predictions",
+                      cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((tmp_path / "eval/metrics.json").read_text())
     summary = metrics["summary"]
-    assert set(summary) == {"model", "copy_last", "latent_copy_last", "vae_reconstruction"}
+    assert set(summary) == {"model", "flow_extrapolation", "copy_last", "latent_copy_last", "vae_reconstruction"}
     assert {g: v["count"] for g, v in summary["model"].items()} == \
         {"overall": 3, "cover_object": 1, "drop_object": 1, "move_object": 1}
+    assert summary["copy_last"]["overall"]["moving_count"] == 3  # every synthetic clip moves at the end
     assert len(metrics["samples"]) == 3 and set(metrics["unavailable_metrics"]) == {"lpips", "fid"}
     rows = list(csv.DictReader(open(tmp_path / "eval/metrics.csv")))
-    assert len(rows) == 16 and {r["row"] for r in rows} == set(summary)
-    assert Image.open(tmp_path / "eval/grid.png").size == (4 * 32, 3 * 32)
+    assert len(rows) == 20 and {r["row"] for r in rows} == set(summary)
+    assert Image.open(tmp_path / "eval/grid.png").size == (5 * 32, 3 * 32)
     assert "| copy_last |" in done.stdout and "lpips: unavailable" in done.stdout
+    # One PNG per row and sample, at the evaluation resolution, from which the metrics can be recomputed.
+    saved = sorted(str(path.relative_to(tmp_path / "predictions")) for path in (tmp_path / "predictions").rglob("*.png"))
+    ids = sorted(sample["sample"].replace("/", "__") + ".png" for sample in metrics["samples"])
+    assert saved == sorted(f"{row}/{name}" for row in [*summary, "truth"] for name in ids)
+    first = metrics["samples"][0]
+    copy = Image.open(tmp_path / "predictions/copy_last" / (first["sample"].replace("/", "__") + ".png"))
+    truth = Image.open(tmp_path / "predictions/vae_reconstruction" / (first["sample"].replace("/", "__") + ".png"))
+    assert copy.size == truth.size == (32, 32)
+
+
+def test_flow_extrapolation_continues_a_constant_shift_that_copy_last_misses():
+    from ip2p.shared.metrics import image_metrics
+    from ip2p.shared.motion import flow_extrapolate
+
+    rng = np.random.default_rng(0)
+    texture = rng.uniform(0, 255, (24, 24, 3))
+    texture = np.asarray(Image.fromarray(texture.astype(np.uint8)).resize((96, 96), Image.BICUBIC), dtype=np.uint8)
+    frames = [Image.fromarray(np.roll(texture, shift, axis=1)[16:80, 16:80]) for shift in range(4)]  # 1 px per frame
+    predicted = flow_extrapolate(frames[:3])
+    flow, copy = (image_metrics([image], [frames[3]], [frames[2]]) for image in (predicted, frames[2]))
+    assert flow["psnr"][0] > copy["psnr"][0] + 8, (flow, copy)
+    assert flow["moving_psnr"][0] > copy["moving_psnr"][0] + 8
+
+
+def test_moving_mask_and_moving_region_psnr_on_a_hand_made_pair():
+    from ip2p.shared.metrics import masked_psnr, to_tensor
+    from ip2p.shared.motion import moving_mask
+
+    last = np.zeros((8, 8, 3), dtype=np.uint8)
+    truth = last.copy()
+    truth[2:4, 5:7] = 200  # a square that moved in
+    truth[6, 1] = 8  # below the threshold: JPEG-noise-sized, not motion
+    mask = moving_mask(Image.fromarray(last), Image.fromarray(truth))
+    expected = np.zeros((8, 8), dtype=bool)
+    expected[2:4, 5:7] = True
+    assert (mask == expected).all()
+    # Copy-last is wrong by 200/255 on exactly those 4 pixels: PSNR over them is 20 log10(255/200).
+    value = masked_psnr(to_tensor([Image.fromarray(last)]), to_tensor([Image.fromarray(truth)]), torch.from_numpy(mask)[None])
+    assert value.item() == pytest.approx(20 * np.log10(255 / 200), abs=1e-3)
+    assert torch.isnan(masked_psnr(to_tensor([Image.fromarray(last)]), to_tensor([Image.fromarray(last)]),
+                                   torch.zeros(1, 8, 8, dtype=torch.bool))).all()  # nothing moved: undefined
 
 
 def test_copy_last_scores_perfectly_on_a_static_clip(video_model, tmp_path):

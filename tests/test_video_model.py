@@ -214,3 +214,20 @@ def test_accelerate_launch_runs_the_video_trainer(tmp_path, tiny_model, clips):
     done = subprocess.run(command, cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "out/unet/config.json").read_text())["in_channels"] == 84
+
+
+def test_motion_prior_trains_from_the_cache_saves_itself_and_needs_no_flag_later(tmp_path, tiny_model, clips):
+    common = ["--max_train_steps", 3, "--seed", 0, "--motion_prior", "flow", "--prediction_target", "residual"]
+    plain = train_video(tmp_path, tiny_model, clips / "processed", "plain", "--no_cache_latents", *common)
+    cached = train_video(tmp_path, tiny_model, clips / "processed", "cached", *common)
+    assert plain.returncode == 0 and cached.returncode == 0, plain.stderr[-2000:] + cached.stderr[-2000:]
+    assert "encoded 3, reused 0" in cached.stdout
+    torch.testing.assert_close(torch.tensor(logged_losses(tmp_path / "cached")), torch.tensor(logged_losses(tmp_path / "plain")),
+                               rtol=1e-4, atol=1e-6)
+    # The flow-warped frame is a 21st conditioning frame: 4 + 4 x 21 input channels, and the choice is saved.
+    assert json.loads((tmp_path / "cached/unet/config.json").read_text())["in_channels"] == 88
+    assert json.loads((tmp_path / "cached/model_index.json").read_text())["motion_prior"] == "flow"
+    done = run_script("evaluate.py", "--model", tmp_path / "cached", "--data", clips / "processed", "--resolution", 32,
+                      "--num-inference-steps", 1, "--output-dir", "eval", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| flow_extrapolation |" in done.stdout

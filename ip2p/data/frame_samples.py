@@ -17,6 +17,11 @@ Two caches replace per-step work when filled before training:
 - prompts (``use_prompt_table``): an item carries the index of its
   instruction in a table of unique instructions encoded once, instead of
   token ids for the text encoder.
+With the motion prior (``motion_prior="flow"``) a sample gains one more
+conditioning frame after the observed ones: the last observed frame warped
+one step along the optical flow of the last two (``ip2p.shared.motion``),
+computed on the cropped (and flipped) frames exactly as the pipeline computes
+it at inference. It depends only on observed frames, so it is cached too.
 A sample that cannot be read becomes ``{"error": ...}`` so the training loop
 stops with one line instead of a worker traceback.
 """
@@ -27,12 +32,15 @@ import random
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
+from PIL import Image
 
 from ..models.latents import DEFAULT_VAE_BATCH_SIZE, FrameLatents, encode_frame_latents
 from ..models.text import tokenize
 from ..shared.cli import UserError
 from ..shared.images import Resolver, open_image
+from ..shared.motion import flow_extrapolate
 from .latent_cache import LatentCache, fill_cache, vae_fingerprint
 from .transforms import crop_is_fixed, mirror_instruction, paired_crop_flip
 
@@ -45,12 +53,14 @@ class FrameSamples(torch.utils.data.Dataset):
     """Base of ``EditSamples`` and ``VideoSamples``: a subclass says which
     stored image values make up a sample (``image_values``)."""
 
-    def __init__(self, split, resolve: Resolver, args, tokenizer, seed: int, image_columns: List[str], random_crop: bool):
+    def __init__(self, split, resolve: Resolver, args, tokenizer, seed: int, image_columns: List[str], random_crop: bool,
+                 motion_prior: str = "none"):
         from datasets import Image as ImageFeature
 
         self.split, self.resolve, self.tokenizer, self.seed = split, resolve, tokenizer, seed
         self.prompt_column = args.edit_prompt_column
         self.resolution, self.random_crop, self.random_flip = args.resolution, random_crop, args.random_flip
+        self.motion_prior = motion_prior
         # Image columns are read undecoded: the bytes identify an image in cache
         # keys, and reading a prompt or a frame list must not decode an image.
         raw = split
@@ -88,8 +98,9 @@ class FrameSamples(torch.utils.data.Dataset):
         self.prompt_index = prompt_index
 
     def pixels(self, index: int, flipped: bool, rng: Optional[random.Random] = None, fixed_crop_only: bool = False) -> torch.Tensor:
-        """``(N + 1, 3, R, R)`` in [-1, 1]: the observed frames, then the target.
-        With ``fixed_crop_only`` a random crop that would vary raises ``UncacheableSample``."""
+        """``(N + 1, 3, R, R)`` in [-1, 1]: the observed frames (and the motion
+        prior's frame, if any), then the target. With ``fixed_crop_only`` a
+        random crop that would vary raises ``UncacheableSample``."""
         images = [open_image(value, self.resolve) for value in self.image_values(index)]
         size = images[0].size
         images = [image if image.size == size else image.resize(size) for image in images]  # targets of another size
@@ -97,7 +108,11 @@ class FrameSamples(torch.utils.data.Dataset):
             raise UncacheableSample(f"training sample {index} is {size[0]}x{size[1]}: its random crop changes every epoch")
         pixels, _ = paired_crop_flip(images, self.resolution, center_crop=not self.random_crop, random_flip=False,
                                      rng=rng or random.Random(0))
-        return pixels.flip(-1) if flipped else pixels
+        pixels = pixels.flip(-1) if flipped else pixels
+        if self.motion_prior == "flow":
+            warped = flow_extrapolate([_to_image(frame) for frame in pixels[-3:-1]])
+            pixels = torch.cat([pixels[:-1], _to_pixels(warped)[None], pixels[-1:]])
+        return pixels
 
     def identity(self, value) -> list:
         """What identifies a stored image in a cache key: a file's path, size and
@@ -134,7 +149,8 @@ class FrameSamples(torch.utils.data.Dataset):
         sample whose random crop varies."""
         # Entries of a random-crop run hold only samples whose crop is fixed: a folder of their own,
         # so a --center_crop run's entries of the other samples are never read as random crops.
-        cache = LatentCache(Path(cache_dir), vae_fingerprint(vae, self.resolution, "random" if self.random_crop else "center"))
+        crop = "random" if self.random_crop else "center"
+        cache = LatentCache(Path(cache_dir), vae_fingerprint(vae, self.resolution, crop + ("+flow" if self.motion_prior == "flow" else "")))
         requests = self.cache_requests(rank, world)
         encoded = fill_cache(cache, requests, self._cacheable_pixels, vae, device, dtype, batch_size, show_progress, vae_batch_size)
         self.cache = cache
@@ -179,3 +195,12 @@ class FrameSamples(torch.utils.data.Dataset):
         except (OSError, ValueError) as err:
             return {"error": self._unreadable(index, err)}
         return item
+
+
+def _to_image(pixels: torch.Tensor) -> Image.Image:
+    """``(3, H, W)`` in [-1, 1] -> the 8-bit image the pipeline would be given."""
+    return Image.fromarray(((pixels.permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
+
+
+def _to_pixels(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1) / 127.5 - 1.0

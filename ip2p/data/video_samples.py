@@ -27,7 +27,8 @@ class VideoSamples(FrameSamples):
 
     def __init__(self, split, resolve, args, tokenizer, seed: int):
         self.frames_column, self.target_column = args.original_image_column, args.edited_image_column
-        super().__init__(split, resolve, args, tokenizer, seed, image_columns=[self.target_column], random_crop=args.random_crop)
+        super().__init__(split, resolve, args, tokenizer, seed, image_columns=[self.target_column], random_crop=args.random_crop,
+                         motion_prior=args.motion_prior)
         self.num_frames = frames_per_sample(split, self.frames_column, "training data")
 
     def image_values(self, index: int) -> list:

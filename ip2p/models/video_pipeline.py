@@ -19,6 +19,12 @@ Two choices trade realism for fidelity (README, "Predicting the change"):
   ``"composite"`` adds the decoded change to the last frame's exact pixels
   (last + decode(prediction) - decode(last latent)), so regions that do not
   change keep their pixels instead of the VAE's reconstruction of them.
+
+``motion_prior="flow"`` (a training choice, saved): the pipeline appends the
+last frame warped one step along the optical flow of the last two
+(``ip2p.shared.motion``) as one more conditioning frame, and that frame is
+then "the last frame" above: a residual model predicts the correction to
+the flow extrapolation, and composite output starts from its pixels.
 """
 
 from pathlib import Path
@@ -30,6 +36,7 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..shared.motion import flow_extrapolate
 from .files import require_pipeline_folder
 from .latents import encode_moments
 from .text import encode_prompts
@@ -40,19 +47,23 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->unet->vae"
 
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, prediction_target: str = "frame",
-                 residual_scale: float = 1.0):
+                 residual_scale: float = 1.0, motion_prior: str = "none"):
         super().__init__()
         if prediction_target not in ("frame", "residual"):
             raise ValueError(f"prediction_target must be 'frame' or 'residual', got {prediction_target!r}")
+        if motion_prior not in ("none", "flow"):
+            raise ValueError(f"motion_prior must be 'none' or 'flow', got {motion_prior!r}")
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
-        self.register_to_config(prediction_target=prediction_target, residual_scale=float(residual_scale))
+        self.register_to_config(prediction_target=prediction_target, residual_scale=float(residual_scale),
+                                motion_prior=motion_prior)
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
     @property
     def num_frames(self) -> int:
-        """Observed frames the UNet was built for (4 noisy + 4 per frame input channels)."""
-        return (self.unet.config.in_channels - LATENT_CHANNELS) // LATENT_CHANNELS
+        """Observed frames the UNet was built for (4 noisy + 4 per conditioning frame input channels; the motion prior's frame is not observed)."""
+        prior_frames = 1 if self.config.motion_prior == "flow" else 0
+        return (self.unet.config.in_channels - LATENT_CHANNELS) // LATENT_CHANNELS - prior_frames
 
     def check_frames(self, frames: List[PIL.Image.Image]) -> None:
         if len(frames) != self.num_frames:
@@ -84,6 +95,8 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
             self.check_frames(clip)
         if len({clip[0].size for clip in clips}) > 1:
             raise ValueError("all clips of a batch must have one frame size")
+        if self.config.motion_prior == "flow":
+            clips = [list(clip) + [flow_extrapolate(clip)] for clip in clips]
         device, batch = self._execution_device, len(clips)
         pixels = torch.stack([self.image_processor.preprocess(clip) for clip in clips]).to(device, dtype=self.vae.dtype)
         moments = encode_moments(self.vae, pixels)  # in bounded chunks: a batch of clips is many frames

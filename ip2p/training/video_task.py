@@ -20,6 +20,9 @@ VIDEO_ARGUMENTS = {"video": [
                                              "its change from the last frame's latent (saved in the model)",
         choices=("frame", "residual")),
     Arg("--residual_scale", float, None, "divisor of the residual target (default: its standard deviation over the training data)"),
+    Arg("--motion_prior", str, "none", "flow: also condition on the last frame warped one step along the optical flow of "
+                                       "the last two (an extra input frame); with --prediction_target residual the model "
+                                       "learns the correction to it. Saved with the model", choices=("none", "flow")),
 ]}
 # Crops are centred unless --random_crop; the single-image --center_crop would be a second switch for the same thing.
 NOT_OFFERED = ("--center_crop",)
@@ -63,9 +66,12 @@ def video_task(args):
     def validation_images(pipeline, args, generator):
         return validation_strips(pipeline, args, generator, held_out, resolve)
 
+    prior_frames = 1 if args.motion_prior == "flow" else 0  # the flow-warped frame, after the observed ones
     return TrainingTask(
-        name="video-instruct-pix2pix", num_conditioning_frames=frames_per_sample(split, args.original_image_column, source),
+        name="video-instruct-pix2pix",
+        num_conditioning_frames=frames_per_sample(split, args.original_image_column, source) + prior_frames,
         build_dataset=build_dataset, pipeline_class=VideoInstructPix2PixPipeline,
+        pipeline_kwargs=dict(motion_prior=args.motion_prior),
         objective=OBJECTIVES[args.prediction_target].from_args(args),
         validation_images=validation_images if held_out is not None and args.num_validation_images > 0 else None,
         unet_folder=args.custom_unet_path,

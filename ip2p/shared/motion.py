@@ -1,0 +1,45 @@
+"""Classical motion extrapolation, the reference a learned next-frame
+predictor has to beat (README, "Evaluation"), and where motion is.
+
+``flow_extrapolate``: dense optical flow between the last two observed
+frames (OpenCV's Farneback), then the last frame warped one more step at
+constant velocity. For every pixel ``p`` of the last frame the flow gives
+where it was in the frame before, ``p + d(p)``; at constant velocity it will
+be at ``p - d(p)`` next, so the next frame is the last one sampled at
+``p + d(p)`` (a backward warp, with the velocity read at the target pixel:
+exact for smooth motion, approximate at motion boundaries). Borders
+replicate the nearest pixel.
+
+``moving_mask``: the pixels where the true next frame differs from the last
+observed one by more than ``MOVING_THRESHOLD`` (of 255) in any channel:
+where copying the last frame is wrong. Whole-frame PSNR is dominated by the
+static background; PSNR over this mask measures the motion.
+"""
+
+from typing import List
+
+import numpy as np
+from PIL import Image
+
+MOVING_THRESHOLD = 10  # of 255: above JPEG noise on flat regions, below any visible motion
+
+
+def flow_extrapolate(frames: List[Image.Image]) -> Image.Image:
+    """The frame after ``frames`` (oldest first, at least two), by constant-velocity flow from the last two."""
+    import cv2
+
+    previous, last = (np.asarray(frame.convert("RGB")) for frame in frames[-2:])
+    flow = cv2.calcOpticalFlowFarneback(cv2.cvtColor(last, cv2.COLOR_RGB2GRAY), cv2.cvtColor(previous, cv2.COLOR_RGB2GRAY),
+                                        None, pyr_scale=0.5, levels=3, winsize=9, iterations=5, poly_n=5, poly_sigma=1.1,
+                                        flags=0)
+    height, width = flow.shape[:2]
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    warped = cv2.remap(last, grid_x + flow[..., 0], grid_y + flow[..., 1], interpolation=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+    return Image.fromarray(warped)
+
+
+def moving_mask(last: Image.Image, truth: Image.Image) -> np.ndarray:
+    """``(H, W)`` booleans: where ``truth`` differs from ``last`` by more than ``MOVING_THRESHOLD`` in any channel."""
+    difference = np.abs(np.asarray(truth.convert("RGB"), dtype=np.int16) - np.asarray(last.convert("RGB"), dtype=np.int16))
+    return difference.max(axis=-1) > MOVING_THRESHOLD
