@@ -9,11 +9,13 @@
 #   RAW_DATA=DIR bash benchmarks/learn_synthetic.sh [SEED]
 #       the same chain on your own raw root (numbered layout, train/ and val/), no generation
 #   PYTHON=python3 ...   the interpreter; STEPS=N training steps; OUT=DIR output root
+#   MOTION_PRIOR=none    train without the flow-warped conditioning frame (default: flow)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEED="${1:-0}"
 OUT="${OUT:-learn_synthetic_out}/seed-$SEED"
 STEPS="${STEPS:-1500}"
+MOTION_PRIOR="${MOTION_PRIOR:-flow}"
 python="${PYTHON:-.venv/bin/python}"
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -37,11 +39,11 @@ stage "tiny model, VAE fitted on the training frames"
 "$python" download_model.py --tiny --seed "$SEED" --local-dir "$OUT/tiny" --fit-vae-frames "$raw/train" --fit-vae-steps 600 \
     --vae-channels 32,64,64 --unet-channels 64,128 > "$OUT/tiny.log" 2>&1
 grep "fitted" "$OUT/tiny.log"
-stage "training the 20-frame model ($STEPS steps)"
+stage "training the 20-frame model ($STEPS steps, motion prior: $MOTION_PRIOR)"
 "$python" train_video_ip2p.py --pretrained_model_name_or_path "$OUT/tiny" --train_data_dir "$OUT/processed" \
     --output_dir "$OUT/model" --resolution 64 --train_batch_size 16 --gradient_accumulation_steps 1 \
     --max_train_steps "$STEPS" --learning_rate 5e-4 --lr_warmup_steps 50 --checkpointing_steps 500 \
-    --prediction_target residual --latent_cache_dir "$OUT/latent_cache" --num_validation_images 4 \
+    --prediction_target residual --motion_prior "$MOTION_PRIOR" --latent_cache_dir "$OUT/latent_cache" --num_validation_images 4 \
     --validation_epochs 100000 --seed "$SEED" > "$OUT/train.log" 2>&1
 stage "evaluating on the held-out clips"
 "$python" evaluate.py --model "$OUT/model" --data "$OUT/processed" --sampler saved --guidance-scale 1.0 \

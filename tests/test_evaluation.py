@@ -70,6 +70,8 @@ def test_evaluate_writes_every_output_with_the_task_breakdown(synthetic, video_m
     assert len(rows) == 20 and {r["row"] for r in rows} == set(summary)
     assert Image.open(tmp_path / "eval/grid.png").size == (5 * 32, 3 * 32)
     assert "| copy_last |" in done.stdout and "lpips: unavailable" in done.stdout
+    table = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert len(table) == 2 + 5 and len({line.count("|") for line in table}) == 1  # header, rule and rows line up
     # One PNG per row and sample, at the evaluation resolution, from which the metrics can be recomputed.
     saved = sorted(str(path.relative_to(tmp_path / "predictions")) for path in (tmp_path / "predictions").rglob("*.png"))
     ids = sorted(sample["sample"].replace("/", "__") + ".png" for sample in metrics["samples"])

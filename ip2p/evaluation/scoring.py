@@ -97,7 +97,7 @@ def summarise(results: List[dict]) -> Dict[str, Dict[str, Dict[str, float]]]:
 
 def markdown_table(summary: dict) -> str:
     groups = list(next(iter(summary.values())).keys())
-    header = "| row | " + " | ".join(f"{g} PSNR (dB) | {g} SSIM | {g} moving PSNR (dB) |" for g in groups)[:-2] + " |"
+    header = "| row | " + " | ".join(f"{g} PSNR (dB) | {g} SSIM | {g} moving PSNR (dB)" for g in groups) + " |"
     lines = [header, "|" + " --- |" * (1 + 3 * len(groups))]
     for name, by_group in summary.items():
         cells = " | ".join(f"{by_group[g]['psnr']:.2f} | {by_group[g]['ssim']:.4f} | {by_group[g]['moving_psnr']:.2f}"
