@@ -140,7 +140,8 @@ def test_flipped_samples_mirror_their_instruction_and_all_frames(tmp_path, tiny_
     dataset = load_processed_dataset(clips / "processed")
     split = dataset.splits["train"].map(lambda row: {"edit_prompt": "moving the cup from left to right"})
     args = argparse.Namespace(original_image_column="input_frames", edited_image_column="edited_image",
-                              edit_prompt_column="edit_prompt", resolution=32, random_crop=False, random_flip=True)
+                              edit_prompt_column="edit_prompt", resolution=32, random_crop=False, random_flip=True,
+                              motion_prior="none")
     tokenizer = build_tiny_tokenizer()
     samples = VideoSamples(split, dataset.frame_path, args, tokenizer, seed=0)
     flipped_text = tokenize(tokenizer, ["moving the cup from right to left"])[0]
