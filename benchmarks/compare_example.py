@@ -18,6 +18,7 @@ runs alternate between the two so drift in the machine's speed hits both.
 
 import importlib.util
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -44,7 +45,7 @@ MEASURE = textwrap.dedent("""
 
 # Runs the example (argv[1]) with the stand-in (argv[2]) as torchvision.transforms.
 RUN_WITH_STAND_IN = textwrap.dedent("""
-    import importlib.util, runpy, sys, types
+    import importlib.util, os, runpy, sys, types
     import datasets, diffusers, transformers, transformers.image_utils  # they decide now that torchvision is absent
     spec = importlib.util.spec_from_file_location("torchvision.transforms", sys.argv[2])
     transforms = importlib.util.module_from_spec(spec)
@@ -52,7 +53,7 @@ RUN_WITH_STAND_IN = textwrap.dedent("""
     sys.modules["torchvision"] = types.ModuleType("torchvision")
     sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"] = transforms
     example = sys.argv[1]
-    sys.argv = [example] + sys.argv[3:]
+    sys.argv, sys.path[0] = [example] + sys.argv[3:], os.path.dirname(example)  # as `python example.py` sets them
     runpy.run_path(example, run_name="__main__")
 """)
 
@@ -176,8 +177,6 @@ def measure(name: str, cmd: list, work: Path, env: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    import os
-
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as temporary:
         work = (args.work_dir or Path(temporary)).resolve()
