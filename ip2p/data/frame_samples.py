@@ -103,7 +103,8 @@ class FrameSamples(torch.utils.data.Dataset):
         random crop that would vary raises ``UncacheableSample``."""
         images = [open_image(value, self.resolve) for value in self.image_values(index)]
         size = images[0].size
-        images = [image if image.size == size else image.resize(size) for image in images]  # targets of another size
+        if images[-1].size != size:  # a target of another size is fitted; observed frames must agree (checked by the crop)
+            images[-1] = images[-1].resize(size)
         if fixed_crop_only and self.random_crop and not crop_is_fixed(size, self.resolution):
             raise UncacheableSample(f"training sample {index} is {size[0]}x{size[1]}: its random crop changes every epoch")
         pixels, _ = paired_crop_flip(images, self.resolution, center_crop=not self.random_crop, random_flip=False,
