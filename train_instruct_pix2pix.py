@@ -5,9 +5,7 @@ meaning and default, so existing command lines and `accelerate launch`
 recipes run unchanged. Runs on CPU, one GPU, or many through accelerate.
 """
 
-import sys
-
-from ip2p.shared.cli import run_main
+from ip2p.shared.cli import exit_script, run_main
 from ip2p.training.image_task import parse_image_args
 
 
@@ -22,4 +20,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_script(run_main(main))

@@ -8,9 +8,7 @@ to turn it off). Runs under `accelerate launch`, torchrun, plain python, or
 run_video_training.py.
 """
 
-import sys
-
-from ip2p.shared.cli import run_main
+from ip2p.shared.cli import exit_script, run_main
 from ip2p.training.video_task import parse_video_args
 
 
@@ -25,4 +23,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_script(run_main(main))

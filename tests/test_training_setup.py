@@ -61,7 +61,7 @@ def test_vae_encoding_is_chunked_and_equals_one_call():
 
 def test_finished_two_process_runs_exit(tmp_path, tiny_model):
     """Rank 0 once sat for an hour in the DDP reducer's destructor after its peer had gone;
-    the run now tears the process group down on every rank before the models are released."""
+    the run now tears the process group down on every rank, together, and then ends at once."""
     from conftest import numbered_clip_root
 
     numbered_clip_root(tmp_path / "raw")
@@ -77,6 +77,16 @@ def test_finished_two_process_runs_exit(tmp_path, tiny_model):
                               cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-3000:]
         assert "saved the trained pipeline" in done.stdout
+
+
+def test_a_distributed_process_ends_without_the_interpreter_teardown(tmp_path):
+    code = ("import atexit; from ip2p.shared.cli import exit_script; atexit.register(lambda: print('teardown ran'));"
+            "print('saved', end=''); exit_script(3)")
+    for world_size, teardown in (("2", False), ("1", True)):
+        done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=script_env(tmp_path, WORLD_SIZE=world_size),
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 3 and done.stdout.startswith("saved")  # the output is flushed before leaving
+        assert ("teardown ran" in done.stdout) == teardown
 
 
 def test_lerp_ema_matches_diffusers_foreach_update():

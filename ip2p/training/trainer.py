@@ -363,15 +363,16 @@ class Trainer:
             accelerator.print(f"saved the trained pipeline to {output_dir}")
             if self.args.push_to_hub:
                 push_pipeline(self.args, output_dir)
+        end_process_group(accelerator)  # before end_training, which destroys the group without waiting for the others
         accelerator.end_training()
-        end_process_group(accelerator)
         return output_dir
 
 
 def end_process_group(accelerator) -> None:
-    """Tear the process group down on every rank while the models still hold
-    it: left to garbage collection at exit, a rank can wait forever in the
-    DDP reducer's destructor for a gloo peer that has already gone."""
+    """Tear the process group down on every rank, together, while the models
+    still hold it: left to garbage collection at exit, a rank can wait forever
+    in the DDP reducer's destructor for a gloo peer that has already gone.
+    (The scripts then also end such a process at once: ``cli.exit_script``.)"""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         accelerator.wait_for_everyone()
         torch.distributed.destroy_process_group()
