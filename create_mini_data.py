@@ -24,10 +24,15 @@ def parse_args(argv):
                         help="also write test_video/ (the last two frames + test_video.json) for prepare_test_data.py")
     parser.add_argument("--synthetic", action="store_true",
                         help="write learnable clips of the three task families (train/ and val/) instead of the one mini clip")
+    parser.add_argument("--hard", action="store_true",
+                        help="with --synthetic: the harder set (textured scenes and objects, a camera drifting sub-pixel, "
+                             "anti-aliased sub-pixel motion, JPEG frames); see ip2p/data/synthetic_hard.py")
     parser.add_argument("--videos-per-task", type=int, default=30, help="training clips per task family (with --synthetic)")
     parser.add_argument("--val-videos-per-task", type=int, default=5, help="held-out clips per task family (with --synthetic)")
     args = parser.parse_args(argv)
     args.size = args.size or (64 if args.synthetic else 128)
+    if args.hard and not args.synthetic:
+        parser.error("--hard is an option of --synthetic")
     if args.num_frames < 1 or args.size < 16:
         parser.error("--num-frames must be at least 1 and --size at least 16")
     return args
@@ -37,14 +42,15 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     with atomic_output_dir(args.output_dir, is_ours=is_mini_dataset) as staging:
         if args.synthetic:
-            write_synthetic_dataset(staging, args.videos_per_task, args.val_videos_per_task, args.size, args.seed)
+            write_synthetic_dataset(staging, args.videos_per_task, args.val_videos_per_task, args.size, args.seed,
+                                    hard=args.hard)
         else:
             write_mini_dataset(staging, args.num_frames, args.size, args.seed)
         if args.test_video:
             write_test_video(staging, args.num_frames, args.size, args.seed)
     if args.synthetic:
         print(f"wrote {args.videos_per_task} training and {args.val_videos_per_task} held-out clips per task family "
-              f"({args.size}x{args.size}) to {args.output_dir}")
+              f"({args.size}x{args.size}{', harder set' if args.hard else ''}) to {args.output_dir}")
     else:
         print(f"wrote {args.num_frames} frames of {args.size}x{args.size} to {args.output_dir}")
     return 0

@@ -10,12 +10,16 @@
 #       the same chain on your own raw root (numbered layout, train/ and val/), no generation
 #   PYTHON=python3 ...   the interpreter; STEPS=N training steps; OUT=DIR output root
 #   MOTION_PRIOR=none    train without the flow-warped conditioning frame (default: flow)
+#   SET=easy             the first synthetic set (flat shapes, still camera, PNG) instead of the harder one
+#                        (textures, sub-pixel camera drift, JPEG: create_mini_data.py --synthetic --hard)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEED="${1:-0}"
 OUT="${OUT:-learn_synthetic_out}/seed-$SEED"
 STEPS="${STEPS:-1500}"
 MOTION_PRIOR="${MOTION_PRIOR:-flow}"
+SET="${SET:-hard}"
+case "$SET" in hard) set_flag=--hard ;; easy) set_flag= ;; *) echo "error: SET=$SET: use hard or easy" >&2; exit 2 ;; esac
 python="${PYTHON:-.venv/bin/python}"
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -29,8 +33,8 @@ if [ -n "${RAW_DATA:-}" ]; then
     : > "$OUT/data.log"
 else
     raw="$OUT/raw"
-    stage "synthetic clips (100 train + 16 held-out per task, 64x64)"
-    "$python" create_mini_data.py --synthetic --videos-per-task 100 --val-videos-per-task 16 --size 64 --seed "$SEED" \
+    stage "synthetic clips, $SET set (100 train + 16 held-out per task, 64x64)"
+    "$python" create_mini_data.py --synthetic $set_flag --videos-per-task 100 --val-videos-per-task 16 --size 64 --seed "$SEED" \
         --output-dir "$raw" > "$OUT/data.log" 2>&1
 fi
 "$python" make_dataset.py --data-root "$raw" --output-dir "$OUT/processed" >> "$OUT/data.log" 2>&1 \

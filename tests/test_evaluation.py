@@ -54,6 +54,36 @@ def test_synthetic_clips_move_between_frame_20_and_21_and_match_their_text(synth
         (synthetic / "raw/val/move_object/video_0/20.png").read_bytes()
 
 
+def test_hard_synthetic_clips_are_jpeg_with_a_drifting_camera_that_flow_follows(tmp_path):
+    from ip2p.shared.motion import flow_extrapolate
+
+    done = run_script("create_mini_data.py", "--synthetic", "--hard", "--output-dir", "raw", "--videos-per-task", 1,
+                      "--val-videos-per-task", 1, "--seed", 5, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    metadata = json.loads((tmp_path / "raw/metadata.json").read_text())
+    assert len(metadata) == 6 and sorted({e["task_type"] for e in metadata}) == ["cover_object", "drop_object", "move_object"]
+    for entry in metadata:
+        folder = tmp_path / "raw" / entry["video_path"]
+        assert sorted(p.name for p in folder.iterdir()) == [f"{i:02d}.jpg" for i in range(21)]
+        frames = [np.asarray(Image.open(folder / f"{i:02d}.jpg"), dtype=np.float32) for i in range(21)]
+        # The camera drifts: the whole view changes over the clip, in the corners too, not only where the object is.
+        corners = [f[:12, :12] for f in (frames[0], frames[20])] + [f[-12:, -12:] for f in (frames[0], frames[20])]
+        assert np.abs(corners[0] - corners[1]).mean() > 3 or np.abs(corners[2] - corners[3]).mean() > 3, entry["video_path"]
+        # Textured: far more than flat colour in the first frame's gradients.
+        assert np.abs(np.diff(frames[0], axis=1)).mean() > 2, entry["video_path"]
+        # The motion is smooth enough for flow: extrapolation beats repeating the last frame.
+        observed = [Image.open(folder / f"{i:02d}.jpg").convert("RGB") for i in (18, 19)]
+        flow = np.asarray(flow_extrapolate(observed), dtype=np.float32)
+        assert np.abs(flow - frames[20]).mean() < np.abs(frames[19] - frames[20]).mean(), entry["video_path"]
+    again = run_script("create_mini_data.py", "--synthetic", "--hard", "--output-dir", "again", "--videos-per-task", 1,
+                       "--val-videos-per-task", 1, "--seed", 5, cwd=tmp_path)
+    assert again.returncode == 0
+    assert (tmp_path / "again/val/drop_object/video_0/20.jpg").read_bytes() == \
+        (tmp_path / "raw/val/drop_object/video_0/20.jpg").read_bytes()
+    refused = run_script("create_mini_data.py", "--hard", "--output-dir", "mini", cwd=tmp_path)
+    assert refused.returncode == 2 and "--hard is an option of --synthetic" in refused.stderr
+
+
 def test_evaluate_writes_every_output_with_the_task_breakdown(synthetic, video_model, tmp_path):
     done = run_script("evaluate.py", "--model", video_model, "--data", synthetic / "raw", "--resolution", 32,
                       "--num-inference-steps", 2, "--batch-size", 2, "--output-dir", "eval", "--save-predictions", "predictions",

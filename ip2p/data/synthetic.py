@@ -124,18 +124,27 @@ def render_clip(task: str, size: int, rng: np.random.Generator) -> Tuple[List[Im
     return [_render(background, frame_layers) for frame_layers in layers], instruction
 
 
-def write_synthetic_dataset(output_dir: Path, videos_per_task: int, val_videos_per_task: int, size: int, seed: int) -> None:
-    """The numbered raw layout: metadata.json, train/<task>/video_*/00..20.jpg, val/..."""
+def write_synthetic_dataset(output_dir: Path, videos_per_task: int, val_videos_per_task: int, size: int, seed: int,
+                            hard: bool = False) -> None:
+    """The numbered raw layout: metadata.json, train/<task>/video_*/00..20.png, val/...
+    (``hard``: the set of ``synthetic_hard.py``, frames saved as JPEG)."""
+    from .synthetic_hard import render_hard_clip
+
     rng = np.random.default_rng(seed)
     entries = []
     for split, count in (("train", videos_per_task), ("val", val_videos_per_task)):
         for task in TASKS:
             for index in range(count):
-                frames, instruction = render_clip(task, size, rng)
                 video_path = f"{split}/{task}/video_{index}"
                 folder = Path(output_dir) / video_path
                 folder.mkdir(parents=True)
-                for frame_index, frame in enumerate(frames):
-                    frame.save(folder / f"{frame_index:02d}.png")  # lossless: no JPEG noise to learn
+                if hard:
+                    frames, instruction, quality = render_hard_clip(task, size, rng)
+                    for frame_index, frame in enumerate(frames):
+                        frame.save(folder / f"{frame_index:02d}.jpg", quality=quality)
+                else:
+                    frames, instruction = render_clip(task, size, rng)
+                    for frame_index, frame in enumerate(frames):
+                        frame.save(folder / f"{frame_index:02d}.png")  # lossless: no JPEG noise to learn
                 entries.append({"video_path": video_path, "instruction": instruction, "task_type": task})
     (Path(output_dir) / "metadata.json").write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")

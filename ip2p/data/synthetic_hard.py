@@ -1,0 +1,190 @@
+"""The harder synthetic set (``create_mini_data.py --synthetic --hard``).
+
+The same three task families and instructions as ``synthetic.py``, but made
+to be hard for a classical predictor and closer to filmed clips:
+
+- textured scenes: a multi-scale noise backdrop with "furniture" (blocks and
+  discs of their own texture) and fine grain, and objects whose surface
+  carries a stripe or checker pattern that moves with them;
+- a camera that drifts at a constant sub-pixel velocity through the clip
+  (0.1-0.6 px per frame in a random direction), so nothing is static;
+- sub-pixel object motion, anti-aliased: every frame is rendered at 4x and
+  box-filtered down, and positions are continuous;
+- JPEG frames (quality 70-92, drawn per clip), the artefacts frame to frame;
+- occlusion (a cloth covering an object), and acceleration (a falling
+  object), whose next frame constant-velocity extrapolation gets wrong.
+
+Everything is drawn per clip from the seed; the same seed writes the same
+files.
+"""
+
+import math
+from typing import List, Tuple
+
+import numpy as np
+from PIL import Image
+
+from .synthetic import COLOURS, NUM_FRAMES, SHAPES, SUPERSAMPLE
+
+MAX_DRIFT = 0.6  # camera pixels per frame
+PATTERNS = ("stripes", "checker", "plain")
+
+
+def value_noise(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
+    """Smooth noise in [0, 1]: a ``cells`` x ``cells`` random grid, bicubic-upsampled."""
+    grid = rng.random((cells + 1, cells + 1)).astype(np.float32)
+    return np.asarray(Image.fromarray(grid, mode="F").resize((width, height), Image.BICUBIC)).clip(0, 1)
+
+
+def texture(rng: np.random.Generator, height: int, width: int, base, contrast: float) -> np.ndarray:
+    """An RGB float texture around colour ``base``: three octaves of noise per channel."""
+    image = np.empty((height, width, 3), np.float32)
+    for channel in range(3):
+        octaves = [value_noise(rng, height, width, cells) * weight for cells, weight in ((3, 0.5), (9, 0.3), (27, 0.2))]
+        image[..., channel] = base[channel] + (sum(octaves) - 0.5) * contrast
+    return image
+
+
+def disc_mask(height: int, width: int, centre, radius: float, shape: str) -> np.ndarray:
+    """Boolean mask of a circle or axis-aligned square (``radius`` = half side)."""
+    y, x = np.ogrid[0:height, 0:width]
+    dx, dy = x + 0.5 - centre[0], y + 0.5 - centre[1]
+    if shape == "circle":
+        return dx * dx + dy * dy <= radius * radius
+    return (np.abs(dx) <= radius) & (np.abs(dy) <= radius)
+
+
+class Scene:
+    """A world larger than the view, rendered at ``SUPERSAMPLE``x; the camera
+    looks at a ``size`` x ``size`` window whose corner drifts."""
+
+    def __init__(self, rng: np.random.Generator, size: int):
+        self.rng, self.size = rng, size
+        self.margin = int(math.ceil(MAX_DRIFT * NUM_FRAMES)) + 2
+        world = (size + 2 * self.margin) * SUPERSAMPLE
+        self.backdrop = self._backdrop(world)
+        angle, speed = rng.uniform(0, 2 * math.pi), rng.uniform(0.1, MAX_DRIFT)
+        self.drift = (speed * math.cos(angle), speed * math.sin(angle))
+        self.start = (self.margin + rng.uniform(-1, 1), self.margin + rng.uniform(-1, 1))
+        self.jpeg_quality = int(rng.integers(70, 93))
+
+    def _backdrop(self, world: int) -> np.ndarray:
+        rng = self.rng
+        image = texture(rng, world, world, rng.uniform(80, 180, 3), contrast=rng.uniform(60, 110))
+        for _ in range(int(rng.integers(3, 7))):  # furniture: textured blocks and discs
+            radius = rng.uniform(0.06, 0.16) * world
+            centre = rng.uniform(0, world, 2)
+            mask = disc_mask(world, world, centre, radius, str(rng.choice(SHAPES)))
+            image[mask] = texture(rng, world, world, rng.uniform(30, 230, 3), contrast=80)[mask]
+        image += rng.normal(0, 6, image.shape).astype(np.float32)  # grain, fixed to the world
+        return image
+
+    def object_layer(self, shape: str, colour, radius: float, pattern: str) -> dict:
+        """An object of the world: its look is fixed, its position given per frame."""
+        period = self.rng.uniform(0.35, 0.7) * radius
+        angle = self.rng.uniform(0, math.pi)
+        return {"shape": shape, "colour": np.asarray(colour, np.float32), "radius": radius, "pattern": pattern,
+                "period": period, "angle": angle}
+
+    def _paint(self, canvas: np.ndarray, layer: dict, centre) -> None:
+        s = SUPERSAMPLE
+        cx, cy, radius = (centre[0] + self.margin) * s, (centre[1] + self.margin) * s, layer["radius"] * s
+        top, left = max(int(cy - radius) - 1, 0), max(int(cx - radius) - 1, 0)
+        bottom, right = min(int(cy + radius) + 2, canvas.shape[0]), min(int(cx + radius) + 2, canvas.shape[1])
+        if bottom <= top or right <= left:
+            return
+        mask = disc_mask(bottom - top, right - left, (cx - left, cy - top), radius, layer["shape"])
+        y, x = np.mgrid[top:bottom, left:right].astype(np.float32)
+        u = ((x + 0.5 - cx) * math.cos(layer["angle"]) + (y + 0.5 - cy) * math.sin(layer["angle"])) / (layer["period"] * s)
+        v = (-(x + 0.5 - cx) * math.sin(layer["angle"]) + (y + 0.5 - cy) * math.cos(layer["angle"])) / (layer["period"] * s)
+        if layer["pattern"] == "stripes":
+            shade = 0.8 + 0.35 * (np.floor(u) % 2)
+        elif layer["pattern"] == "checker":
+            shade = 0.8 + 0.35 * ((np.floor(u) + np.floor(v)) % 2)
+        else:
+            shade = np.ones_like(u)
+        region = canvas[top:bottom, left:right]
+        region[mask] = (layer["colour"][None] * shade[mask][:, None])
+
+    def frame(self, t: int, placed: List[Tuple[dict, Tuple[float, float]]]) -> Image.Image:
+        """Frame ``t``: the objects at their world positions (view coordinates
+        of frame 0), seen through the drifted camera."""
+        s = SUPERSAMPLE
+        canvas = self.backdrop.copy()
+        for layer, centre in placed:
+            self._paint(canvas, layer, centre)
+        x0 = int(round((self.start[0] + self.drift[0] * t) * s))
+        y0 = int(round((self.start[1] + self.drift[1] * t) * s))
+        view = canvas[y0:y0 + self.size * s, x0:x0 + self.size * s]
+        small = view.reshape(self.size, s, self.size, s, 3).mean(axis=(1, 3))  # box filter: anti-aliasing
+        return Image.fromarray(small.clip(0, 255).round().astype(np.uint8))
+
+
+def _colours(rng, count: int) -> List[str]:
+    return list(rng.choice(list(COLOURS), size=count, replace=False))
+
+
+def _pattern(rng) -> str:
+    return str(rng.choice(PATTERNS, p=(0.4, 0.4, 0.2)))
+
+
+def move_clip(scene: Scene, rng, size: int):
+    colour, shape = _colours(rng, 1)[0], str(rng.choice(SHAPES))
+    radius = rng.uniform(0.08, 0.13) * size
+    direction = str(rng.choice(["left to right", "right to left", "top to bottom", "bottom to top"]))
+    speed = rng.uniform(0.012, 0.035) * size
+    start, cross = radius + rng.uniform(0, 0.1) * size, rng.uniform(0.3, 0.7) * size
+    sign = 1 if direction in ("left to right", "top to bottom") else -1
+    origin = start if sign > 0 else size - start
+    horizontal = direction in ("left to right", "right to left")
+    layer = scene.object_layer(shape, COLOURS[colour], radius, _pattern(rng))
+    positions = []
+    for t in range(NUM_FRAMES):
+        along = origin + sign * speed * t
+        positions.append([(layer, (along, cross) if horizontal else (cross, along))])
+    return positions, f"Moving the {colour} {shape} from {direction}"
+
+
+def drop_clip(scene: Scene, rng, size: int):
+    colour, box_colour = _colours(rng, 2)
+    shape = str(rng.choice(SHAPES))
+    noun = "ball" if shape == "circle" else "block"
+    radius = rng.uniform(0.07, 0.1) * size
+    x = rng.uniform(0.3, 0.7) * size
+    box_half = rng.uniform(0.15, 0.22) * size
+    box_top = rng.uniform(0.8, 0.88) * size
+    top = radius + rng.uniform(0, 0.05) * size
+    fall = box_top - radius - top
+    gravity = 2 * fall / (NUM_FRAMES + rng.uniform(1, 4)) ** 2
+    box = scene.object_layer("square", COLOURS[box_colour], box_half, _pattern(rng))
+    ball = scene.object_layer(shape, COLOURS[colour], radius, _pattern(rng))
+    positions = [[(box, (x, box_top + box_half)), (ball, (x, top + 0.5 * gravity * t * t))] for t in range(NUM_FRAMES)]
+    return positions, f"Dropping the {colour} {noun} onto the {box_colour} box"
+
+
+def cover_clip(scene: Scene, rng, size: int):
+    colour, cloth_colour = _colours(rng, 2)
+    shape = str(rng.choice(SHAPES))
+    radius = rng.uniform(0.09, 0.13) * size
+    centre = (rng.uniform(0.45, 0.6) * size, rng.uniform(0.35, 0.65) * size)
+    cloth_half = radius * 1.6
+    from_left = bool(rng.integers(2))
+    speed = rng.uniform(0.015, 0.03) * size
+    start = -cloth_half + rng.uniform(0, 0.1) * size
+    thing = scene.object_layer(shape, COLOURS[colour], radius, _pattern(rng))
+    cloth = scene.object_layer("square", COLOURS[cloth_colour], cloth_half, _pattern(rng))
+    positions = []
+    for t in range(NUM_FRAMES):
+        edge = start + speed * t
+        positions.append([(thing, centre), (cloth, (edge if from_left else size - edge, centre[1]))])
+    return positions, f"Covering the {colour} {shape} with the {cloth_colour} cloth"
+
+
+CLIP_MAKERS = {"move_object": move_clip, "drop_object": drop_clip, "cover_object": cover_clip}
+
+
+def render_hard_clip(task: str, size: int, rng: np.random.Generator) -> Tuple[List[Image.Image], str, int]:
+    """The clip's frames, its instruction and the JPEG quality to save it with."""
+    scene = Scene(rng, size)
+    positions, instruction = CLIP_MAKERS[task](scene, rng, size)
+    return [scene.frame(t, placed) for t, placed in enumerate(positions)], instruction, scene.jpeg_quality
