@@ -28,6 +28,9 @@ def parse_args(argv):
                         help="frame, or composite (last frame + decoded change) (default: composite for residual models)")
     parser.add_argument("--sampler", choices=["saved", "ddim", "euler_ancestral"], default="saved",
                         help="sampler: the model's saved one, deterministic DDIM, or stochastic Euler ancestral")
+    parser.add_argument("--num-samples-averaged", type=int, default=1, metavar="K",
+                        help="predict the mean of K samples per clip (the expected next frame: higher PSNR, less detail "
+                             "where the future is uncertain; K times the sampling time)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips predicted together")
     parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
     parser.add_argument("--grid-samples", type=int, default=8, help="samples shown in grid.png")
@@ -73,7 +76,8 @@ def main(argv=None) -> int:
     output_mode = args.output_mode or pipeline.default_output_mode
     samples = samples_from_data(args.data, args.split, pipeline.num_frames)[: args.max_samples]
     settings = dict(num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
-                    image_guidance_scale=args.image_guidance_scale, output_mode=output_mode)
+                    image_guidance_scale=args.image_guidance_scale, output_mode=output_mode,
+                    num_samples_averaged=args.num_samples_averaged)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     results = []
     with tqdm(total=len(samples), desc="evaluating", unit="sample") as progress:

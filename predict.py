@@ -25,6 +25,8 @@ def parse_args(argv):
     parser.add_argument("--num-inference-steps", type=int, default=20, help="denoising steps")
     parser.add_argument("--guidance-scale", type=float, default=7.5, help="text guidance scale")
     parser.add_argument("--image-guidance-scale", type=float, default=1.5, help="frame guidance scale")
+    parser.add_argument("--num-samples-averaged", type=int, default=1, metavar="K",
+                        help="predict the mean of K samples (the expected next frame: sharper on average, blurrier where uncertain)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
     parser.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
                         help="auto: bf16 on a GPU (fp16 without bf16), fp32 on CPU")
@@ -73,7 +75,8 @@ def main(argv=None) -> int:
     frames = [ImageOps.fit(frame, (args.resolution, args.resolution)) for frame in frames]
     try:
         prediction = pipeline(instruction, frames, num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
-                              image_guidance_scale=args.image_guidance_scale,
+                              image_guidance_scale=args.image_guidance_scale, num_samples_averaged=args.num_samples_averaged,
+                              output_mode=pipeline.default_output_mode,
                               generator=torch.Generator(device=device).manual_seed(args.seed)).images[0]
     except ValueError as err:
         raise UserError(f"{args.video or args.dataset}: {err}") from None

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -116,6 +117,22 @@ def test_trained_model_predicts_through_the_pipeline_and_predict_py(tmp_path, ti
         pipeline("move it", frames[:19])
     with pytest.raises(ValueError, match="one size"):
         pipeline("move it", frames[:19] + [frames[0].resize((64, 64))])
+
+    # The mean of K samples: K draws per clip reach the sampler, their latents' mean is what gets decoded.
+    drawn = []
+
+    def fake_denoise(text, condition, *rest):
+        drawn.append(condition.shape[0])
+        return torch.arange(condition.shape[0], dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 4, 4, 4) / 10
+
+    pipeline.denoise = fake_denoise
+    averaged = pipeline(["move it"] * 2, [frames, frames], guidance_scale=1.0, image_guidance_scale=1.0,
+                        num_samples_averaged=3, output_type="np").images
+    assert drawn == [6]
+    pipeline.denoise = lambda text, condition, *rest: torch.tensor([0.1, 0.4]).view(-1, 1, 1, 1).expand(-1, 4, 4, 4)
+    means = pipeline(["move it"] * 2, [frames, frames], guidance_scale=1.0, image_guidance_scale=1.0, output_type="np").images
+    np.testing.assert_allclose(averaged, means, atol=1e-5)  # samples 0,1,2 -> 0.1; 3,4,5 -> 0.4
+    assert np.abs(means[0] - means[1]).max() > 1e-3  # the two clips' latents differ, so a mix-up would show
 
     done = run_script("predict.py", "--model", tmp_path / "out", "--video", clips / "raw/val/move_object/video_0",
                       "--instruction", "move it", "--resolution", 32, "--num-inference-steps", 2, "--output-dir", "pred", cwd=tmp_path)

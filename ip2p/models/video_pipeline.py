@@ -84,13 +84,19 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
     def __call__(self, prompt: Union[str, List[str]], frames: Union[List[PIL.Image.Image], List[List[PIL.Image.Image]]],
                  num_inference_steps: int = 20, guidance_scale: float = 7.5, image_guidance_scale: float = 1.5,
                  generator: Optional[torch.Generator] = None, output_type: str = "pil", output_mode: str = "frame",
-                 return_dict: bool = True) -> Union[ImagePipelineOutput, tuple]:
-        """One clip (an instruction and its frames) or a batch (lists of both)."""
+                 num_samples_averaged: int = 1, return_dict: bool = True) -> Union[ImagePipelineOutput, tuple]:
+        """One clip (an instruction and its frames) or a batch (lists of both).
+        ``num_samples_averaged`` > 1 draws that many samples per clip and
+        returns the mean of their latents: an estimate of the expected next
+        frame, which scores higher on PSNR (a squared error) than any one
+        sample, at the cost of detail where the future is uncertain."""
         prompts, clips = ([prompt], [frames]) if isinstance(prompt, str) else (list(prompt), list(frames))
         if len(prompts) != len(clips):
             raise ValueError(f"got {len(prompts)} instructions for {len(clips)} clips")
         if output_mode not in ("frame", "composite"):
             raise ValueError(f"output_mode must be 'frame' or 'composite', got {output_mode!r}")
+        if num_samples_averaged < 1:
+            raise ValueError(f"num_samples_averaged must be at least 1, got {num_samples_averaged}")
         for clip in clips:
             self.check_frames(clip)
         if len({clip[0].size for clip in clips}) > 1:
@@ -105,10 +111,14 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         text = encode_prompts(self.tokenizer, self.text_encoder, prompts, device)
         empty = encode_prompts(self.tokenizer, self.text_encoder, [""] * batch, device)
         guided = guidance_scale > 1.0 or image_guidance_scale > 1.0
+        samples = num_samples_averaged
+        text, condition = text.repeat_interleave(samples, dim=0), condition.repeat_interleave(samples, dim=0)
+        empty = empty.repeat_interleave(samples, dim=0)
         if guided:  # batch order: (text, frames), (no text, frames), (no text, no frames)
             text = torch.cat([text, empty, empty])
             condition = torch.cat([condition, condition, torch.zeros_like(condition)])
         latents = self.denoise(text, condition, num_inference_steps, guidance_scale, image_guidance_scale, guided, generator)
+        latents = latents.unflatten(0, (batch, samples)).mean(dim=1)
         scaling = self.vae.config.scaling_factor
         last_latent = frame_latents[:, -1] * scaling
         if self.config.prediction_target == "residual":
