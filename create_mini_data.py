@@ -17,7 +17,8 @@ from ip2p.data.synthetic import write_synthetic_dataset
 def parse_args(argv):
     parser = make_parser(__doc__)
     parser.add_argument("--output-dir", type=Path, default=Path("dataset_mini"), help="folder to write")
-    parser.add_argument("--num-frames", type=int, default=21, help="frames in the clip (20 observed + 1 target)")
+    parser.add_argument("--num-frames", type=int, default=21,
+                        help="frames per clip (20 observed + 1 target; more for evaluate.py --horizon)")
     parser.add_argument("--size", type=int, default=None, help="frame width and height in pixels (default: 128, or 64 with --synthetic)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same files")
     parser.add_argument("--test-video", action="store_true",
@@ -33,6 +34,8 @@ def parse_args(argv):
     args.size = args.size or (64 if args.synthetic else 128)
     if args.hard and not args.synthetic:
         parser.error("--hard is an option of --synthetic")
+    if args.synthetic and args.num_frames < 21:
+        parser.error("--synthetic clips have at least 21 frames (20 observed + 1 target)")
     if args.num_frames < 1 or args.size < 16:
         parser.error("--num-frames must be at least 1 and --size at least 16")
     return args
@@ -43,7 +46,7 @@ def main(argv=None) -> int:
     with atomic_output_dir(args.output_dir, is_ours=is_mini_dataset) as staging:
         if args.synthetic:
             write_synthetic_dataset(staging, args.videos_per_task, args.val_videos_per_task, args.size, args.seed,
-                                    hard=args.hard)
+                                    hard=args.hard, num_frames=args.num_frames)
         else:
             write_mini_dataset(staging, args.num_frames, args.size, args.seed)
         if args.test_video:

@@ -6,7 +6,12 @@ reconstruction of the truth), scored with PSNR and SSIM over the whole frame
 and PSNR over the pixels that move (definitions in the README), overall and
 per task type. Writes metrics.json, metrics.csv and grid.png (last observed |
 flow extrapolation | model | truth | model error), with --save-predictions
-every row's prediction as PNG, and prints a markdown table.
+every row's prediction as PNG, and prints a markdown table. With --horizon K
+(a raw data root whose clips have at least 20 + K frames) it rolls out K
+frames from the first 20 of each clip's last 20 + K and scores every step for
+the model, flow extrapolation and copy-last: metrics.json / metrics.csv with a
+horizon field, and horizon.png. Sampling settings default to the ones saved
+with the model at training time.
 """
 
 import sys
@@ -21,16 +26,18 @@ def parse_args(argv):
     parser.add_argument("--data", type=Path, required=True, help="a processed dataset, or a raw data root (either layout)")
     parser.add_argument("--split", default="test", help="split to evaluate (raw data: val/ is 'test')")
     parser.add_argument("--resolution", type=int, default=None, help="evaluation size (default: the model's training resolution)")
-    parser.add_argument("--num-inference-steps", type=int, default=20, help="denoising steps")
-    parser.add_argument("--guidance-scale", type=float, default=7.5, help="text guidance scale")
-    parser.add_argument("--image-guidance-scale", type=float, default=1.5, help="frame guidance scale")
+    parser.add_argument("--num-inference-steps", type=int, default=None, help="denoising steps (default: saved with the model)")
+    parser.add_argument("--guidance-scale", type=float, default=None, help="text guidance scale (default: saved with the model)")
+    parser.add_argument("--image-guidance-scale", type=float, default=None, help="frame guidance scale (default: saved with the model)")
     parser.add_argument("--output-mode", choices=["frame", "composite"], default=None,
                         help="frame, or composite (last frame + decoded change) (default: composite for residual models)")
     parser.add_argument("--sampler", choices=["saved", "ddim", "euler_ancestral"], default="saved",
                         help="sampler: the model's saved one, deterministic DDIM, or stochastic Euler ancestral")
-    parser.add_argument("--num-samples-averaged", type=int, default=1, metavar="K",
+    parser.add_argument("--num-samples-averaged", type=int, default=None, metavar="K",
                         help="predict the mean of K samples per clip (the expected next frame: higher PSNR, less detail "
-                             "where the future is uncertain; K times the sampling time)")
+                             "where the future is uncertain; K times the sampling time; default: saved with the model)")
+    parser.add_argument("--horizon", type=int, default=None, metavar="K",
+                        help="score a K-frame rollout step by step instead (raw clips of at least 20 + K frames)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips predicted together")
     parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
     parser.add_argument("--grid-samples", type=int, default=8, help="samples shown in grid.png")
@@ -41,14 +48,10 @@ def parse_args(argv):
     parser.add_argument("--save-predictions", type=Path, default=None, metavar="DIR",
                         help="also write every row's prediction for every sample as DIR/<row>/<sample id, / as __>.png "
                              "at the evaluation resolution, and the truth as DIR/truth/..., so any metric can be recomputed")
-    return parser.parse_args(argv)
-
-
-def model_resolution(model_dir: Path) -> int:
-    import json
-
-    args_file = model_dir / "training_args.json"
-    return json.loads(args_file.read_text())["resolution"] if args_file.is_file() else 256
+    args = parser.parse_args(argv)
+    if args.horizon is not None and args.horizon < 1:
+        parser.error("--horizon must be at least 1")
+    return args
 
 
 def use_sampler(pipeline, name: str) -> None:
@@ -59,6 +62,26 @@ def use_sampler(pipeline, name: str) -> None:
         pipeline.scheduler = classes[name].from_config(pipeline.scheduler.config)
 
 
+def evaluate_horizon(args, pipeline, resolution: int, settings: dict, generator, meta: dict) -> int:
+    from tqdm.auto import tqdm
+
+    from ip2p.evaluation.horizon import (evaluate_horizon_batch, horizon_samples, horizon_table, summarise_horizon,
+                                         write_horizon_outputs)
+
+    samples = horizon_samples(args.data, args.split, pipeline.num_frames, args.horizon)[: args.max_samples]
+    results = []
+    with tqdm(total=len(samples), desc=f"rolling out {args.horizon} frames", unit="sample") as progress:
+        for start in range(0, len(samples), args.batch_size):
+            results.extend(evaluate_horizon_batch(pipeline, samples[start:start + args.batch_size], resolution, settings,
+                                                  generator, args.horizon))
+            progress.update(min(args.batch_size, len(samples) - start))
+    summary = summarise_horizon(results, args.horizon)
+    write_horizon_outputs(args.output_dir, results, summary, meta)
+    print(horizon_table(summary))
+    print(f"wrote {args.output_dir}/metrics.json, metrics.csv, horizon.png ({len(samples)} clips, {args.horizon} steps)")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
@@ -66,19 +89,22 @@ def main(argv=None) -> int:
 
     from ip2p.evaluation.samples import samples_from_data
     from ip2p.evaluation.scoring import evaluate_batch, markdown_table, summarise, write_outputs
-    from ip2p.models.video_pipeline import inference_device_and_dtype, load_video_pipeline
+    from ip2p.models.video_pipeline import inference_device_and_dtype, load_video_pipeline, model_resolution
     from ip2p.shared.metrics import unavailable_metrics
 
     device, dtype = inference_device_and_dtype(args.precision)
     pipeline = load_video_pipeline(args.model, device, dtype)
     use_sampler(pipeline, args.sampler)
     resolution = args.resolution or model_resolution(args.model)
-    output_mode = args.output_mode or pipeline.default_output_mode
-    samples = samples_from_data(args.data, args.split, pipeline.num_frames)[: args.max_samples]
-    settings = dict(num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
-                    image_guidance_scale=args.image_guidance_scale, output_mode=output_mode,
-                    num_samples_averaged=args.num_samples_averaged)
+    settings = pipeline.sampling_settings(num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+                                          image_guidance_scale=args.image_guidance_scale, output_mode=args.output_mode,
+                                          num_samples_averaged=args.num_samples_averaged)
     generator = torch.Generator(device=device).manual_seed(args.seed)
+    meta = {"model": str(args.model), "data": str(args.data), "split": args.split, "resolution": resolution,
+            "settings": {**settings, "seed": args.seed, "sampler": type(pipeline.scheduler).__name__}}
+    if args.horizon:
+        return evaluate_horizon(args, pipeline, resolution, settings, generator, meta)
+    samples = samples_from_data(args.data, args.split, pipeline.num_frames)[: args.max_samples]
     results = []
     with tqdm(total=len(samples), desc="evaluating", unit="sample") as progress:
         for start in range(0, len(samples), args.batch_size):
@@ -86,8 +112,7 @@ def main(argv=None) -> int:
                                           args.save_predictions))
             progress.update(min(args.batch_size, len(samples) - start))
     summary = summarise(results)
-    meta = {"model": str(args.model), "data": str(args.data), "split": args.split, "resolution": resolution,
-            "settings": {**settings, "seed": args.seed, "sampler": type(pipeline.scheduler).__name__}, "unavailable_metrics": unavailable_metrics()}
+    meta["unavailable_metrics"] = unavailable_metrics()
     write_outputs(args.output_dir, results, summary, meta, args.grid_samples, resolution)
     print(markdown_table(summary))
     for metric, reason in meta["unavailable_metrics"].items():

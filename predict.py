@@ -3,7 +3,12 @@
 Input: a clip folder in either raw layout (--video), or a row of a processed
 dataset (--dataset, --split, --index). The instruction comes from
 --instruction, else label.txt or the dataset row. Writes prediction.png and
-strip.png (last observed | prediction | true next frame, when known).
+strip.png (last observed | prediction | true next frame, when known); with
+--num-future-frames K > 1 it rolls out, each prediction joining the observed
+window, and also writes frame_21.png ... frame_<20+K>.png, rollout.gif and
+rollout.mp4 (observed frames, then the predicted ones in a red border).
+Sampling defaults (steps, guidance, samples averaged) are the ones saved with
+the model at training time.
 """
 
 import sys
@@ -21,17 +26,24 @@ def parse_args(argv):
     parser.add_argument("--split", default="test", help="dataset split (with --dataset)")
     parser.add_argument("--index", type=int, default=0, help="row of the split (with --dataset)")
     parser.add_argument("--instruction", default=None, help="the instruction (default: label.txt or the dataset row)")
-    parser.add_argument("--resolution", type=int, default=256, help="frames are fitted to this square size")
-    parser.add_argument("--num-inference-steps", type=int, default=20, help="denoising steps")
-    parser.add_argument("--guidance-scale", type=float, default=7.5, help="text guidance scale")
-    parser.add_argument("--image-guidance-scale", type=float, default=1.5, help="frame guidance scale")
-    parser.add_argument("--num-samples-averaged", type=int, default=1, metavar="K",
-                        help="predict the mean of K samples (the expected next frame: sharper on average, blurrier where uncertain)")
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="frames are fitted to this square size (default: the model's training resolution)")
+    parser.add_argument("--num-inference-steps", type=int, default=None, help="denoising steps (default: saved with the model)")
+    parser.add_argument("--guidance-scale", type=float, default=None, help="text guidance scale (default: saved with the model)")
+    parser.add_argument("--image-guidance-scale", type=float, default=None, help="frame guidance scale (default: saved with the model)")
+    parser.add_argument("--num-samples-averaged", type=int, default=None, metavar="K",
+                        help="predict the mean of K samples (the expected next frame; default: saved with the model)")
+    parser.add_argument("--num-future-frames", type=int, default=1, metavar="K",
+                        help="frames to predict; above 1, each prediction joins the observed window for the next")
+    parser.add_argument("--fps", type=float, default=12, help="frame rate of rollout.gif and rollout.mp4 (SSv2: 12)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
     parser.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
                         help="auto: bf16 on a GPU (fp16 without bf16), fp32 on CPU")
     parser.add_argument("--output-dir", type=Path, default=Path("predictions"), help="where the PNGs go")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.num_future_frames < 1 or args.fps <= 0:
+        parser.error("--num-future-frames must be at least 1 and --fps positive")
+    return args
 
 
 def clip_from_dataset(args, num_frames):
@@ -62,7 +74,7 @@ def main(argv=None) -> int:
     import torch
     from PIL import ImageOps
 
-    from ip2p.models.video_pipeline import inference_device_and_dtype, load_video_pipeline
+    from ip2p.models.video_pipeline import inference_device_and_dtype, load_video_pipeline, model_resolution
     from ip2p.shared.images import make_strip
 
     device, dtype = inference_device_and_dtype(args.precision)
@@ -72,18 +84,30 @@ def main(argv=None) -> int:
     instruction = args.instruction or instruction
     if not instruction:
         raise UserError("no instruction: pass --instruction \"...\" (or put it in the clip's label.txt)")
-    frames = [ImageOps.fit(frame, (args.resolution, args.resolution)) for frame in frames]
+    resolution = args.resolution or model_resolution(args.model)
+    frames = [ImageOps.fit(frame, (resolution, resolution)) for frame in frames]
+    settings = pipeline.sampling_settings(num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+                                          image_guidance_scale=args.image_guidance_scale,
+                                          num_samples_averaged=args.num_samples_averaged)
     try:
-        prediction = pipeline(instruction, frames, num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
-                              image_guidance_scale=args.image_guidance_scale, num_samples_averaged=args.num_samples_averaged,
-                              output_mode=pipeline.default_output_mode,
-                              generator=torch.Generator(device=device).manual_seed(args.seed)).images[0]
+        predicted = pipeline.rollout(instruction, frames, args.num_future_frames,
+                                     generator=torch.Generator(device=device).manual_seed(args.seed), **settings)
     except ValueError as err:
         raise UserError(f"{args.video or args.dataset}: {err}") from None
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    prediction.save(args.output_dir / "prediction.png")
-    make_strip([frames[-1], prediction] + ([truth] if truth is not None else []), args.resolution).save(args.output_dir / "strip.png")
-    print(f"{instruction!r}: wrote {args.output_dir / 'prediction.png'} and {args.output_dir / 'strip.png'}")
+    predicted[0].save(args.output_dir / "prediction.png")
+    make_strip([frames[-1], predicted[0]] + ([truth] if truth is not None else []), resolution).save(args.output_dir / "strip.png")
+    written = ["prediction.png", "strip.png"]
+    if args.num_future_frames > 1:
+        from ip2p.shared.video_files import rollout_frames, write_gif, write_mp4
+
+        for step, frame in enumerate(predicted, start=len(frames) + 1):
+            frame.save(args.output_dir / f"frame_{step:02d}.png")
+        shown = rollout_frames(frames, predicted)
+        write_gif(shown, args.output_dir / "rollout.gif", args.fps)
+        write_mp4(shown, args.output_dir / "rollout.mp4", round(args.fps))
+        written += [f"frame_{len(frames) + 1}.png ... frame_{len(frames) + len(predicted)}.png", "rollout.gif", "rollout.mp4"]
+    print(f"{instruction!r}: wrote {', '.join(written)} in {args.output_dir}")
     return 0
 
 

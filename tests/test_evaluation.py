@@ -223,17 +223,21 @@ def test_residual_training_saves_its_target_and_evaluates_in_composite_mode(synt
     assert run_script("make_dataset.py", "--data-root", synthetic / "raw", "--output-dir", processed, cwd=tmp_path).returncode == 0
     done = run_script("train_video_ip2p.py", "--pretrained_model_name_or_path", tiny_model, "--train_data_dir", processed,
                       "--output_dir", "out", "--resolution", 32, "--max_train_steps", 2, "--prediction_target", "residual",
-                      "--latent_cache_dir", "cache", "--num_validation_images", 1, cwd=tmp_path)
+                      "--latent_cache_dir", "cache", "--num_validation_images", 1, "--validation_inference_steps", 3,
+                      "--validation_guidance_scale", 1.0, "--validation_samples_averaged", 2, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "objective residual: prediction_target residual, residual_scale" in done.stdout
     index = json.loads((tmp_path / "out/model_index.json").read_text())
     assert index["prediction_target"] == "residual" and index["residual_scale"] > 0
     # The measured scale is recorded with the run's arguments too.
     assert json.loads((tmp_path / "out/training_args.json").read_text())["residual_scale"] == index["residual_scale"]
-    done = run_script("evaluate.py", "--model", "out", "--data", processed, "--num-inference-steps", 2, "--sampler", "ddim",
+    done = run_script("evaluate.py", "--model", "out", "--data", processed, "--image-guidance-scale", 1.2, "--sampler", "ddim",
                       "--output-dir", "eval", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads((tmp_path / "eval/metrics.json").read_text())["settings"]["output_mode"] == "composite"
+    # Sampling settings not given are the ones validated with at training time, saved with the model.
+    assert json.loads((tmp_path / "eval/metrics.json").read_text())["settings"] == {
+        "num_inference_steps": 3, "guidance_scale": 1.0, "image_guidance_scale": 1.2, "num_samples_averaged": 2,
+        "output_mode": "composite", "seed": 0, "sampler": "DDIMScheduler"}
     # The proof-of-learning script draws the loss curve from the same logs.
     done = run_script("benchmarks/plot_loss.py", "out/logs", "loss.png", "--smooth", 2, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -242,6 +246,28 @@ def test_residual_training_saves_its_target_and_evaluates_in_composite_mode(synt
     done = run_script("benchmarks/plot_loss.py", "empty", "none.png", cwd=tmp_path)
     assert done.returncode != 0 and not (tmp_path / "none.png").exists()
     assert done.stderr.strip().splitlines()[-1].startswith("error: no 'train/loss' scalars in TensorBoard logs under empty")
+
+
+def test_horizon_evaluation_rolls_out_and_scores_every_step(video_model, tmp_path):
+    done = run_script("create_mini_data.py", "--synthetic", "--output-dir", "long", "--videos-per-task", 1,
+                      "--val-videos-per-task", 1, "--size", 32, "--num-frames", 24, "--seed", 2, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert len(list((tmp_path / "long/val/move_object/video_0").glob("*.png"))) == 24
+    done = run_script("evaluate.py", "--model", video_model, "--data", "long", "--resolution", 32, "--horizon", 3,
+                      "--num-inference-steps", 2, "--output-dir", "eval", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    horizon = json.loads((tmp_path / "eval/metrics.json").read_text())["horizon"]
+    assert sorted(horizon) == ["copy_last", "flow_extrapolation", "model"]
+    assert [e["step"] for e in horizon["model"]] == [1, 2, 3] and all(e["count"] == 3 for e in horizon["model"])
+    copy_last = [e["psnr"] for e in horizon["copy_last"]]
+    assert copy_last[0] > copy_last[1] > copy_last[2]  # the objects move on: repeating frame 20 gets worse every step
+    with open(tmp_path / "eval/metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 9 and {r["horizon"] for r in rows} == {"1", "2", "3"}
+    assert Image.open(tmp_path / "eval/horizon.png").size == (640, 360)
+    short = run_script("evaluate.py", "--model", video_model, "--data", "long", "--resolution", 32, "--horizon", 5,
+                       "--output-dir", "eval5", cwd=tmp_path)
+    assert short.returncode == 2 and "at least 25 frames" in short.stderr and "Traceback" not in short.stderr
 
 
 def test_tiny_vae_downsamples_once_per_block_after_the_first():

@@ -133,12 +133,38 @@ def test_trained_model_predicts_through_the_pipeline_and_predict_py(tmp_path, ti
     means = pipeline(["move it"] * 2, [frames, frames], guidance_scale=1.0, image_guidance_scale=1.0, output_type="np").images
     np.testing.assert_allclose(averaged, means, atol=1e-5)  # samples 0,1,2 -> 0.1; 3,4,5 -> 0.4
     assert np.abs(means[0] - means[1]).max() > 1e-3  # the two clips' latents differ, so a mix-up would show
+    del pipeline.denoise
+
+    # A rollout: each prediction joins the observed window of the next step.
+    seen, check = [], pipeline.check_frames
+    pipeline.check_frames = lambda clip: (seen.append(list(clip)), check(clip))
+    rolled = pipeline.rollout("move it", frames, 3, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    assert len(rolled) == 3 and len(seen) == 3
+    assert seen[0] == frames and seen[1][:19] == frames[1:] and seen[2][:18] == frames[2:]
+    assert seen[1][19] is rolled[0] and seen[2][18:] == rolled[:2]
 
     done = run_script("predict.py", "--model", tmp_path / "out", "--video", clips / "raw/val/move_object/video_0",
                       "--instruction", "move it", "--resolution", 32, "--num-inference-steps", 2, "--output-dir", "pred", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert Image.open(tmp_path / "pred/prediction.png").size == (32, 32)
     assert Image.open(tmp_path / "pred/strip.png").size == (96, 32)  # the clip's 21st frame is the truth
+    done = run_script("predict.py", "--model", tmp_path / "out", "--video", clips / "raw/val/move_object/video_0",
+                      "--instruction", "move it", "--resolution", 32, "--num-inference-steps", 2, "--num-future-frames", 3,
+                      "--output-dir", "rollout", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "rollout").glob("frame_*.png")) == ["frame_21.png", "frame_22.png", "frame_23.png"]
+    gif = Image.open(tmp_path / "rollout/rollout.gif")
+    assert gif.n_frames == 23  # 20 observed, then 3 predicted
+    def red_border(index):
+        gif.seek(index)
+        red, green, blue = np.asarray(gif.convert("RGB"), dtype=float)[0].mean(axis=0)  # the top row
+        return red > 180 and green < 80 and blue < 80
+
+    assert red_border(22) and red_border(20) and not red_border(19)  # the predicted frames are marked
+    import av
+
+    with av.open(str(tmp_path / "rollout/rollout.mp4")) as video:
+        assert sum(1 for _ in video.decode(video=0)) == 23
     done = run_script("predict.py", "--model", tmp_path / "out", "--dataset", clips / "processed", "--index", 0,
                       "--resolution", 32, "--num-inference-steps", 2, "--output-dir", "pred2", cwd=tmp_path)
     assert done.returncode == 0 and "'move object number 0'" in done.stdout

@@ -63,7 +63,7 @@ def _pick_colours(rng, count: int) -> List[str]:
     return list(rng.choice(list(COLOURS), size=count, replace=False))
 
 
-def move_clip(rng, size: int):
+def move_clip(rng, size: int, num_frames: int = NUM_FRAMES):
     colour, shape = _pick_colours(rng, 1)[0], str(rng.choice(SHAPES))
     radius = rng.uniform(0.08, 0.13) * size
     direction = str(rng.choice(["left to right", "right to left", "top to bottom", "bottom to top"]))
@@ -73,14 +73,14 @@ def move_clip(rng, size: int):
     origin = start if sign > 0 else size - start
     horizontal = direction in ("left to right", "right to left")
     frames = []
-    for t in range(NUM_FRAMES):
+    for t in range(num_frames):
         along = origin + sign * speed * t
         centre = (along, cross) if horizontal else (cross, along)
         frames.append([(shape, centre, radius, COLOURS[colour])])
     return frames, f"Moving the {colour} {shape} from {direction}"
 
 
-def drop_clip(rng, size: int):
+def drop_clip(rng, size: int, num_frames: int = NUM_FRAMES):
     colour, box_colour = _pick_colours(rng, 2)
     shape = str(rng.choice(SHAPES))
     noun = "ball" if shape == "circle" else "block"
@@ -91,13 +91,13 @@ def drop_clip(rng, size: int):
     top = radius + rng.uniform(0, 0.05) * size
     # Falls so it reaches the box a little after frame 21: always visibly moving.
     fall = box_top - radius - top
-    gravity = 2 * fall / (NUM_FRAMES + rng.uniform(1, 4)) ** 2
+    gravity = 2 * fall / (num_frames + rng.uniform(1, 4)) ** 2
     box = ("square", (x, box_top + box_half), box_half, COLOURS[box_colour])
-    frames = [[box, (shape, (x, top + 0.5 * gravity * t * t), radius, COLOURS[colour])] for t in range(NUM_FRAMES)]
+    frames = [[box, (shape, (x, top + 0.5 * gravity * t * t), radius, COLOURS[colour])] for t in range(num_frames)]
     return frames, f"Dropping the {colour} {noun} onto the {box_colour} box"
 
 
-def cover_clip(rng, size: int):
+def cover_clip(rng, size: int, num_frames: int = NUM_FRAMES):
     colour, cloth_colour = _pick_colours(rng, 2)
     shape = str(rng.choice(SHAPES))
     radius = rng.uniform(0.09, 0.13) * size
@@ -107,7 +107,7 @@ def cover_clip(rng, size: int):
     speed = rng.uniform(0.02, 0.03) * size
     start = -cloth_half + rng.uniform(0, 0.1) * size
     frames = []
-    for t in range(NUM_FRAMES):
+    for t in range(num_frames):
         edge = start + speed * t
         cloth_x = edge if from_left else size - edge
         cloth = ("square", (cloth_x, centre[1]), cloth_half, COLOURS[cloth_colour])
@@ -118,16 +118,17 @@ def cover_clip(rng, size: int):
 CLIP_MAKERS = {"move_object": move_clip, "drop_object": drop_clip, "cover_object": cover_clip}
 
 
-def render_clip(task: str, size: int, rng: np.random.Generator) -> Tuple[List[Image.Image], str]:
-    layers, instruction = CLIP_MAKERS[task](rng, size)
+def render_clip(task: str, size: int, rng: np.random.Generator, num_frames: int = NUM_FRAMES) -> Tuple[List[Image.Image], str]:
+    layers, instruction = CLIP_MAKERS[task](rng, size, num_frames)
     background = backdrop(rng, size)
     return [_render(background, frame_layers) for frame_layers in layers], instruction
 
 
 def write_synthetic_dataset(output_dir: Path, videos_per_task: int, val_videos_per_task: int, size: int, seed: int,
-                            hard: bool = False) -> None:
+                            hard: bool = False, num_frames: int = NUM_FRAMES) -> None:
     """The numbered raw layout: metadata.json, train/<task>/video_*/00..20.png, val/...
-    (``hard``: the set of ``synthetic_hard.py``, frames saved as JPEG)."""
+    (``hard``: the set of ``synthetic_hard.py``, frames saved as JPEG; ``num_frames`` > 21
+    for clips that go on, e.g. for ``evaluate.py --horizon``)."""
     from .synthetic_hard import render_hard_clip
 
     rng = np.random.default_rng(seed)
@@ -139,11 +140,11 @@ def write_synthetic_dataset(output_dir: Path, videos_per_task: int, val_videos_p
                 folder = Path(output_dir) / video_path
                 folder.mkdir(parents=True)
                 if hard:
-                    frames, instruction, quality = render_hard_clip(task, size, rng)
+                    frames, instruction, quality = render_hard_clip(task, size, rng, num_frames)
                     for frame_index, frame in enumerate(frames):
                         frame.save(folder / f"{frame_index:02d}.jpg", quality=quality)
                 else:
-                    frames, instruction = render_clip(task, size, rng)
+                    frames, instruction = render_clip(task, size, rng, num_frames)
                     for frame_index, frame in enumerate(frames):
                         frame.save(folder / f"{frame_index:02d}.png")  # lossless: no JPEG noise to learn
                 entries.append({"video_path": video_path, "instruction": instruction, "task_type": task})

@@ -58,9 +58,9 @@ class Scene:
     """A world larger than the view, rendered at ``SUPERSAMPLE``x; the camera
     looks at a ``size`` x ``size`` window whose corner drifts."""
 
-    def __init__(self, rng: np.random.Generator, size: int):
+    def __init__(self, rng: np.random.Generator, size: int, num_frames: int = NUM_FRAMES):
         self.rng, self.size = rng, size
-        self.margin = int(math.ceil(MAX_DRIFT * NUM_FRAMES)) + 2
+        self.margin = int(math.ceil(MAX_DRIFT * num_frames)) + 2
         world = (size + 2 * self.margin) * SUPERSAMPLE
         self.backdrop = self._backdrop(world)
         angle, speed = rng.uniform(0, 2 * math.pi), rng.uniform(0.1, MAX_DRIFT)
@@ -128,7 +128,7 @@ def _pattern(rng) -> str:
     return str(rng.choice(PATTERNS, p=(0.4, 0.4, 0.2)))
 
 
-def move_clip(scene: Scene, rng, size: int):
+def move_clip(scene: Scene, rng, size: int, num_frames: int):
     colour, shape = _colours(rng, 1)[0], str(rng.choice(SHAPES))
     radius = rng.uniform(0.08, 0.13) * size
     direction = str(rng.choice(["left to right", "right to left", "top to bottom", "bottom to top"]))
@@ -139,13 +139,13 @@ def move_clip(scene: Scene, rng, size: int):
     horizontal = direction in ("left to right", "right to left")
     layer = scene.object_layer(shape, COLOURS[colour], radius, _pattern(rng))
     positions = []
-    for t in range(NUM_FRAMES):
+    for t in range(num_frames):
         along = origin + sign * speed * t
         positions.append([(layer, (along, cross) if horizontal else (cross, along))])
     return positions, f"Moving the {colour} {shape} from {direction}"
 
 
-def drop_clip(scene: Scene, rng, size: int):
+def drop_clip(scene: Scene, rng, size: int, num_frames: int):
     colour, box_colour = _colours(rng, 2)
     shape = str(rng.choice(SHAPES))
     noun = "ball" if shape == "circle" else "block"
@@ -155,14 +155,14 @@ def drop_clip(scene: Scene, rng, size: int):
     box_top = rng.uniform(0.8, 0.88) * size
     top = radius + rng.uniform(0, 0.05) * size
     fall = box_top - radius - top
-    gravity = 2 * fall / (NUM_FRAMES + rng.uniform(1, 4)) ** 2
+    gravity = 2 * fall / (num_frames + rng.uniform(1, 4)) ** 2
     box = scene.object_layer("square", COLOURS[box_colour], box_half, _pattern(rng))
     ball = scene.object_layer(shape, COLOURS[colour], radius, _pattern(rng))
-    positions = [[(box, (x, box_top + box_half)), (ball, (x, top + 0.5 * gravity * t * t))] for t in range(NUM_FRAMES)]
+    positions = [[(box, (x, box_top + box_half)), (ball, (x, top + 0.5 * gravity * t * t))] for t in range(num_frames)]
     return positions, f"Dropping the {colour} {noun} onto the {box_colour} box"
 
 
-def cover_clip(scene: Scene, rng, size: int):
+def cover_clip(scene: Scene, rng, size: int, num_frames: int):
     colour, cloth_colour = _colours(rng, 2)
     shape = str(rng.choice(SHAPES))
     radius = rng.uniform(0.09, 0.13) * size
@@ -174,7 +174,7 @@ def cover_clip(scene: Scene, rng, size: int):
     thing = scene.object_layer(shape, COLOURS[colour], radius, _pattern(rng))
     cloth = scene.object_layer("square", COLOURS[cloth_colour], cloth_half, _pattern(rng))
     positions = []
-    for t in range(NUM_FRAMES):
+    for t in range(num_frames):
         edge = start + speed * t
         positions.append([(thing, centre), (cloth, (edge if from_left else size - edge, centre[1]))])
     return positions, f"Covering the {colour} {shape} with the {cloth_colour} cloth"
@@ -183,8 +183,9 @@ def cover_clip(scene: Scene, rng, size: int):
 CLIP_MAKERS = {"move_object": move_clip, "drop_object": drop_clip, "cover_object": cover_clip}
 
 
-def render_hard_clip(task: str, size: int, rng: np.random.Generator) -> Tuple[List[Image.Image], str, int]:
+def render_hard_clip(task: str, size: int, rng: np.random.Generator,
+                     num_frames: int = NUM_FRAMES) -> Tuple[List[Image.Image], str, int]:
     """The clip's frames, its instruction and the JPEG quality to save it with."""
-    scene = Scene(rng, size)
-    positions, instruction = CLIP_MAKERS[task](scene, rng, size)
+    scene = Scene(rng, size, num_frames)
+    positions, instruction = CLIP_MAKERS[task](scene, rng, size, num_frames)
     return [scene.frame(t, placed) for t, placed in enumerate(positions)], instruction, scene.jpeg_quality

@@ -47,15 +47,21 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->unet->vae"
 
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, prediction_target: str = "frame",
-                 residual_scale: float = 1.0, motion_prior: str = "none"):
+                 residual_scale: float = 1.0, motion_prior: str = "none", default_inference_steps: int = 20,
+                 default_guidance_scale: float = 7.5, default_image_guidance_scale: float = 1.5,
+                 default_samples_averaged: int = 1):
         super().__init__()
         if prediction_target not in ("frame", "residual"):
             raise ValueError(f"prediction_target must be 'frame' or 'residual', got {prediction_target!r}")
         if motion_prior not in ("none", "flow"):
             raise ValueError(f"motion_prior must be 'none' or 'flow', got {motion_prior!r}")
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+        # The sampling settings the model was validated with at training time: every call's defaults.
         self.register_to_config(prediction_target=prediction_target, residual_scale=float(residual_scale),
-                                motion_prior=motion_prior)
+                                motion_prior=motion_prior, default_inference_steps=int(default_inference_steps),
+                                default_guidance_scale=float(default_guidance_scale),
+                                default_image_guidance_scale=float(default_image_guidance_scale),
+                                default_samples_averaged=int(default_samples_averaged))
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
@@ -80,16 +86,53 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         """Composite for a model that predicts the change, the decoded frame otherwise."""
         return "composite" if self.config.prediction_target == "residual" else "frame"
 
+    def sampling_settings(self, **given) -> dict:
+        """The call's sampling keywords: those ``given`` (not None), else the saved defaults."""
+        config = self.config
+        saved = dict(num_inference_steps=config.default_inference_steps, guidance_scale=config.default_guidance_scale,
+                     image_guidance_scale=config.default_image_guidance_scale,
+                     num_samples_averaged=config.default_samples_averaged, output_mode=self.default_output_mode)
+        unknown = set(given) - set(saved)
+        if unknown:
+            raise TypeError(f"unknown sampling setting(s): {sorted(unknown)}")
+        return {key: given[key] if given.get(key) is not None else value for key, value in saved.items()}
+
+    def rollout(self, prompt: Union[str, List[str]], frames, num_future_frames: int,
+                generator: Optional[torch.Generator] = None, **settings):
+        """Predict ``num_future_frames`` frames, each prediction joining the
+        observed window for the next. One clip: the list of predicted frames;
+        a batch (lists of prompts and clips): a list per step of one frame per clip."""
+        if num_future_frames < 1:
+            raise ValueError(f"num_future_frames must be at least 1, got {num_future_frames}")
+        single = isinstance(prompt, str)
+        prompts, windows = ([prompt], [list(frames)]) if single else (list(prompt), [list(clip) for clip in frames])
+        steps = []
+        for _ in range(num_future_frames):
+            predicted = self(prompts, [window[-self.num_frames:] for window in windows], generator=generator, **settings).images
+            for window, frame in zip(windows, predicted):
+                window.append(frame)
+            steps.append(predicted)
+        return [step[0] for step in steps] if single else steps
+
     @torch.no_grad()
     def __call__(self, prompt: Union[str, List[str]], frames: Union[List[PIL.Image.Image], List[List[PIL.Image.Image]]],
-                 num_inference_steps: int = 20, guidance_scale: float = 7.5, image_guidance_scale: float = 1.5,
-                 generator: Optional[torch.Generator] = None, output_type: str = "pil", output_mode: str = "frame",
-                 num_samples_averaged: int = 1, return_dict: bool = True) -> Union[ImagePipelineOutput, tuple]:
+                 num_inference_steps: Optional[int] = None, guidance_scale: Optional[float] = None,
+                 image_guidance_scale: Optional[float] = None, generator: Optional[torch.Generator] = None,
+                 output_type: str = "pil", output_mode: Optional[str] = None, num_samples_averaged: Optional[int] = None,
+                 return_dict: bool = True) -> Union[ImagePipelineOutput, tuple]:
         """One clip (an instruction and its frames) or a batch (lists of both).
+        Settings left at None take the defaults saved with the model
+        (``sampling_settings``; output_mode: ``default_output_mode``).
         ``num_samples_averaged`` > 1 draws that many samples per clip and
         returns the mean of their latents: an estimate of the expected next
         frame, which scores higher on PSNR (a squared error) than any one
         sample, at the cost of detail where the future is uncertain."""
+        settings = self.sampling_settings(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                          image_guidance_scale=image_guidance_scale, output_mode=output_mode,
+                                          num_samples_averaged=num_samples_averaged)
+        num_inference_steps, guidance_scale, image_guidance_scale = (
+            settings["num_inference_steps"], settings["guidance_scale"], settings["image_guidance_scale"])
+        output_mode, num_samples_averaged = settings["output_mode"], settings["num_samples_averaged"]
         prompts, clips = ([prompt], [frames]) if isinstance(prompt, str) else (list(prompt), list(frames))
         if len(prompts) != len(clips):
             raise ValueError(f"got {len(prompts)} instructions for {len(clips)} clips")
@@ -161,6 +204,14 @@ def inference_device_and_dtype(precision: str = "auto"):
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "cuda", DTYPES[precision]
+
+
+def model_resolution(model_dir: Path) -> int:
+    """The resolution a model was trained at (its training_args.json), else 256."""
+    import json
+
+    args_file = Path(model_dir) / "training_args.json"
+    return json.loads(args_file.read_text())["resolution"] if args_file.is_file() else 256
 
 
 def load_video_pipeline(folder: Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> VideoInstructPix2PixPipeline:
