@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from PIL import Image
+
 from conftest import REPO
 
 
@@ -45,6 +47,10 @@ def test_readme_main_command_runs_from_a_clean_copy(tmp_path):
     assert (copy / "test_output/checkpoint-5/training_state.json").is_file()
     assert (copy / "test_output/unet/diffusion_pytorch_model.safetensors").is_file()
     assert list((copy / "test_output/validation").rglob("*.png"))
+    # The 20-frame path ends in a rollout of a held-out clip.
+    assert "test_output_video/rollout/rollout.gif" in done.stdout
+    assert Image.open(copy / "test_output_video/rollout/rollout.gif").n_frames == 24
+    assert (copy / "test_output_video/rollout/strip.png").is_file() and (copy / "test_output_video/rollout/rollout.mp4").is_file()
 
 
 # The package's stages, lowest first: a module may import its own stage and the ones below it.
