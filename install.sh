@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install what the project needs (add --test for the test tools).
+# Create .venv and install what the project needs (add --test for the test tools and the optional demo).
 # Safe to re-run: it does nothing when the requirements have not changed.
 #   IP2P_VENV=path       use another virtualenv folder (default .venv)
 #   IP2P_NO_VENV=1       install into the current python instead
@@ -23,7 +23,7 @@ else
 fi
 
 files="requirements.txt"
-[ "$want_tests" = 1 ] && files="$files requirements-test.txt"
+[ "$want_tests" = 1 ] && files="$files requirements-test.txt requirements-demo.txt"  # the demo is tested too
 stamp="$("$python" -c 'import sys; print(sys.prefix)')/.ip2p-installed"
 digest="$(cat $files | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && grep -qx "$digest" "$stamp"; then
