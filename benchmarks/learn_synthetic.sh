@@ -2,9 +2,10 @@
 # Proof-of-learning run on a 2-core CPU, no GPU or network (about 13 minutes):
 # synthetic clips -> tiny model with a fitted VAE (4x downsampling, so 64x64
 # frames give 16x16 latents) -> 20-frame video model trained on the residual
-# objective -> evaluate.py on the held-out clips against flow extrapolation,
-# copy-last and the VAE rows (every row's predictions saved as PNG) -> loss
-# curve. Prints the table and the wall time of each stage.
+# objective with the flow motion prior -> evaluate.py on the held-out clips
+# (DDIM, the mean of 4 samples) against flow extrapolation, copy-last and the
+# VAE rows (every row's predictions saved as PNG) -> loss curve. Prints the
+# table and the wall time of each stage.
 #   bash benchmarks/learn_synthetic.sh [SEED]      (outputs in learn_synthetic_out/seed-SEED)
 #   RAW_DATA=DIR bash benchmarks/learn_synthetic.sh [SEED]
 #       the same chain on your own raw root (numbered layout, train/ and val/), no generation
@@ -48,10 +49,11 @@ stage "training the 20-frame model ($STEPS steps, motion prior: $MOTION_PRIOR)"
     --output_dir "$OUT/model" --resolution 64 --train_batch_size 16 --gradient_accumulation_steps 1 \
     --max_train_steps "$STEPS" --learning_rate 5e-4 --lr_warmup_steps 50 --checkpointing_steps 500 \
     --prediction_target residual --motion_prior "$MOTION_PRIOR" --latent_cache_dir "$OUT/latent_cache" --num_validation_images 4 \
-    --validation_epochs 100000 --seed "$SEED" > "$OUT/train.log" 2>&1
+    --validation_epochs 100000 --validation_guidance_scale 1.0 --validation_image_guidance_scale 1.0 \
+    --validation_samples_averaged 4 --seed "$SEED" > "$OUT/train.log" 2>&1
 stage "evaluating on the held-out clips"
-"$python" evaluate.py --model "$OUT/model" --data "$OUT/processed" --sampler saved --guidance-scale 1.0 \
-    --image-guidance-scale 1.0 --num-inference-steps 20 --seed "$SEED" --output-dir "$OUT/eval" \
+# The sampling settings saved with the model (20 steps, guidance 1.0 / 1.0, the mean of 4 samples), deterministic DDIM:
+"$python" evaluate.py --model "$OUT/model" --data "$OUT/processed" --sampler ddim --seed "$SEED" --output-dir "$OUT/eval" \
     --save-predictions "$OUT/predictions" 2> "$OUT/eval.log"
 "$python" benchmarks/plot_loss.py "$OUT/model/logs" "$OUT/loss.png"
 stage "done: $OUT/eval (metrics.json, grid.png), $OUT/predictions (every row's PNGs), $OUT/loss.png"

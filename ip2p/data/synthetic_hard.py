@@ -11,8 +11,12 @@ to be hard for a classical predictor and closer to filmed clips:
 - sub-pixel object motion, anti-aliased: every frame is rendered at 4x and
   box-filtered down, and positions are continuous;
 - JPEG frames (quality 70-92, drawn per clip), the artefacts frame to frame;
-- occlusion (a cloth covering an object), and acceleration (a falling
-  object), whose next frame constant-velocity extrapolation gets wrong.
+- events that constant-velocity extrapolation gets wrong and the
+  instruction explains, placed near the clip's end so the frame to predict
+  is often the one where they happen: a dropped object is released,
+  accelerates and comes to rest on the box; a cloth slides over an object
+  and stops once it covers it (occlusion). Moving objects keep a constant
+  velocity: there flow is right and a model must not do worse.
 
 Everything is drawn per clip from the seed; the same seed writes the same
 files.
@@ -146,6 +150,10 @@ def move_clip(scene: Scene, rng, size: int, num_frames: int):
 
 
 def drop_clip(scene: Scene, rng, size: int, num_frames: int):
+    """Held still, released, falling with constant acceleration, then resting
+    on the box: the landing falls near the clip's last frame, so the next
+    frame is often the one where constant velocity would carry the object
+    into the box."""
     colour, box_colour = _colours(rng, 2)
     shape = str(rng.choice(SHAPES))
     noun = "ball" if shape == "circle" else "block"
@@ -154,29 +162,39 @@ def drop_clip(scene: Scene, rng, size: int, num_frames: int):
     box_half = rng.uniform(0.15, 0.22) * size
     box_top = rng.uniform(0.8, 0.88) * size
     top = radius + rng.uniform(0, 0.05) * size
-    fall = box_top - radius - top
-    gravity = 2 * fall / (num_frames + rng.uniform(1, 4)) ** 2
+    rest = box_top - radius
+    landing = num_frames - 1 + rng.uniform(-1.5, 2.0)  # frame (continuous) at which it touches the box
+    release = landing - rng.uniform(7, 12)
+    gravity = 2 * (rest - top) / (landing - release) ** 2
+
+    def height(t: float) -> float:
+        falling = min(max(t - release, 0.0), landing - release)
+        return top + 0.5 * gravity * falling * falling
+
     box = scene.object_layer("square", COLOURS[box_colour], box_half, _pattern(rng))
     ball = scene.object_layer(shape, COLOURS[colour], radius, _pattern(rng))
-    positions = [[(box, (x, box_top + box_half)), (ball, (x, top + 0.5 * gravity * t * t))] for t in range(num_frames)]
+    positions = [[(box, (x, box_top + box_half)), (ball, (x, height(t)))] for t in range(num_frames)]
     return positions, f"Dropping the {colour} {noun} onto the {box_colour} box"
 
 
 def cover_clip(scene: Scene, rng, size: int, num_frames: int):
+    """A cloth slides over a resting object and stops when it covers it, near
+    the clip's last frame: constant velocity would carry it past."""
     colour, cloth_colour = _colours(rng, 2)
     shape = str(rng.choice(SHAPES))
     radius = rng.uniform(0.09, 0.13) * size
-    centre = (rng.uniform(0.45, 0.6) * size, rng.uniform(0.35, 0.65) * size)
+    centre = (rng.uniform(0.4, 0.6) * size, rng.uniform(0.35, 0.65) * size)
     cloth_half = radius * 1.6
     from_left = bool(rng.integers(2))
-    speed = rng.uniform(0.015, 0.03) * size
-    start = -cloth_half + rng.uniform(0, 0.1) * size
+    speed = rng.uniform(0.025, 0.045) * size
+    stop = num_frames - 1 + rng.uniform(-1.5, 2.0)  # frame (continuous) at which it lies centred on the object
     thing = scene.object_layer(shape, COLOURS[colour], radius, _pattern(rng))
     cloth = scene.object_layer("square", COLOURS[cloth_colour], cloth_half, _pattern(rng))
     positions = []
     for t in range(num_frames):
-        edge = start + speed * t
-        positions.append([(thing, centre), (cloth, (edge if from_left else size - edge, centre[1]))])
+        behind = speed * max(stop - t, 0.0)  # distance still to go
+        cloth_x = centre[0] - behind if from_left else centre[0] + behind
+        positions.append([(thing, centre), (cloth, (cloth_x, centre[1]))])
     return positions, f"Covering the {colour} {shape} with the {cloth_colour} cloth"
 
 
