@@ -16,6 +16,7 @@ per clip, as are the backdrop textures; nothing but motion distinguishes frame
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple
 
@@ -59,46 +60,76 @@ def _render(background: np.ndarray, layers) -> Image.Image:
     return big.resize((size, size), Image.BOX)
 
 
-def _pick_colours(rng, count: int) -> List[str]:
+def pick_colours(rng, count: int) -> List[str]:
     return list(rng.choice(list(COLOURS), size=count, replace=False))
 
 
-def move_clip(rng, size: int, num_frames: int = NUM_FRAMES):
-    colour, shape = _pick_colours(rng, 1)[0], str(rng.choice(SHAPES))
+def move_path(rng, size: int, num_frames: int, speeds=(0.02, 0.035)):
+    """An object's colour, shape, radius, direction and its centre in every
+    frame, moving in a straight line at a constant speed (fraction of ``size`` per frame)."""
+    colour, shape = pick_colours(rng, 1)[0], str(rng.choice(SHAPES))
     radius = rng.uniform(0.08, 0.13) * size
     direction = str(rng.choice(["left to right", "right to left", "top to bottom", "bottom to top"]))
-    speed = rng.uniform(0.02, 0.035) * size  # pixels per frame
+    speed = rng.uniform(*speeds) * size  # pixels per frame
     start, cross = radius + rng.uniform(0, 0.1) * size, rng.uniform(0.3, 0.7) * size
     sign = 1 if direction in ("left to right", "top to bottom") else -1
     origin = start if sign > 0 else size - start
     horizontal = direction in ("left to right", "right to left")
-    frames = []
-    for t in range(num_frames):
-        along = origin + sign * speed * t
-        centre = (along, cross) if horizontal else (cross, along)
-        frames.append([(shape, centre, radius, COLOURS[colour])])
+    alongs = [origin + sign * speed * t for t in range(num_frames)]
+    centres = [(along, cross) if horizontal else (cross, along) for along in alongs]
+    return colour, shape, radius, direction, centres
+
+
+def move_clip(rng, size: int, num_frames: int = NUM_FRAMES):
+    colour, shape, radius, direction, centres = move_path(rng, size, num_frames)
+    frames = [[(shape, centre, radius, COLOURS[colour])] for centre in centres]
     return frames, f"Moving the {colour} {shape} from {direction}"
 
 
-def drop_clip(rng, size: int, num_frames: int = NUM_FRAMES):
-    colour, box_colour = _pick_colours(rng, 2)
+@dataclass
+class DropLayout:
+    """Where a drop happens: the object above a box."""
+    colour: str
+    box_colour: str
+    shape: str
+    radius: float
+    x: float
+    box_half: float
+    box_top: float
+    top: float  # the object's centre at the start
+
+    @property
+    def noun(self) -> str:
+        return "ball" if self.shape == "circle" else "block"
+
+    @property
+    def instruction(self) -> str:
+        return f"Dropping the {self.colour} {self.noun} onto the {self.box_colour} box"
+
+
+def drop_layout(rng, size: int) -> DropLayout:
+    colour, box_colour = pick_colours(rng, 2)
     shape = str(rng.choice(SHAPES))
-    noun = "ball" if shape == "circle" else "block"
     radius = rng.uniform(0.07, 0.1) * size
     x = rng.uniform(0.3, 0.7) * size
     box_half = rng.uniform(0.15, 0.22) * size
     box_top = rng.uniform(0.8, 0.88) * size
-    top = radius + rng.uniform(0, 0.05) * size
+    return DropLayout(colour, box_colour, shape, radius, x, box_half, box_top, top=radius + rng.uniform(0, 0.05) * size)
+
+
+def drop_clip(rng, size: int, num_frames: int = NUM_FRAMES):
+    drop = drop_layout(rng, size)
     # Falls so it reaches the box a little after frame 21: always visibly moving.
-    fall = box_top - radius - top
+    fall = drop.box_top - drop.radius - drop.top
     gravity = 2 * fall / (num_frames + rng.uniform(1, 4)) ** 2
-    box = ("square", (x, box_top + box_half), box_half, COLOURS[box_colour])
-    frames = [[box, (shape, (x, top + 0.5 * gravity * t * t), radius, COLOURS[colour])] for t in range(num_frames)]
-    return frames, f"Dropping the {colour} {noun} onto the {box_colour} box"
+    box = ("square", (drop.x, drop.box_top + drop.box_half), drop.box_half, COLOURS[drop.box_colour])
+    frames = [[box, (drop.shape, (drop.x, drop.top + 0.5 * gravity * t * t), drop.radius, COLOURS[drop.colour])]
+              for t in range(num_frames)]
+    return frames, drop.instruction
 
 
 def cover_clip(rng, size: int, num_frames: int = NUM_FRAMES):
-    colour, cloth_colour = _pick_colours(rng, 2)
+    colour, cloth_colour = pick_colours(rng, 2)
     shape = str(rng.choice(SHAPES))
     radius = rng.uniform(0.09, 0.13) * size
     centre = (rng.uniform(0.45, 0.6) * size, rng.uniform(0.35, 0.65) * size)

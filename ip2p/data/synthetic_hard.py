@@ -28,7 +28,7 @@ from typing import List, Tuple
 import numpy as np
 from PIL import Image
 
-from .synthetic import COLOURS, NUM_FRAMES, SHAPES, SUPERSAMPLE
+from .synthetic import COLOURS, NUM_FRAMES, SHAPES, SUPERSAMPLE, drop_layout, move_path, pick_colours
 
 MAX_DRIFT = 0.6  # camera pixels per frame
 PATTERNS = ("stripes", "checker", "plain")
@@ -124,29 +124,14 @@ class Scene:
         return Image.fromarray(small.clip(0, 255).round().astype(np.uint8))
 
 
-def _colours(rng, count: int) -> List[str]:
-    return list(rng.choice(list(COLOURS), size=count, replace=False))
-
-
 def _pattern(rng) -> str:
     return str(rng.choice(PATTERNS, p=(0.4, 0.4, 0.2)))
 
 
 def move_clip(scene: Scene, rng, size: int, num_frames: int):
-    colour, shape = _colours(rng, 1)[0], str(rng.choice(SHAPES))
-    radius = rng.uniform(0.08, 0.13) * size
-    direction = str(rng.choice(["left to right", "right to left", "top to bottom", "bottom to top"]))
-    speed = rng.uniform(0.012, 0.035) * size
-    start, cross = radius + rng.uniform(0, 0.1) * size, rng.uniform(0.3, 0.7) * size
-    sign = 1 if direction in ("left to right", "top to bottom") else -1
-    origin = start if sign > 0 else size - start
-    horizontal = direction in ("left to right", "right to left")
+    colour, shape, radius, direction, centres = move_path(rng, size, num_frames, speeds=(0.012, 0.035))
     layer = scene.object_layer(shape, COLOURS[colour], radius, _pattern(rng))
-    positions = []
-    for t in range(num_frames):
-        along = origin + sign * speed * t
-        positions.append([(layer, (along, cross) if horizontal else (cross, along))])
-    return positions, f"Moving the {colour} {shape} from {direction}"
+    return [[(layer, centre)] for centre in centres], f"Moving the {colour} {shape} from {direction}"
 
 
 def drop_clip(scene: Scene, rng, size: int, num_frames: int):
@@ -154,14 +139,8 @@ def drop_clip(scene: Scene, rng, size: int, num_frames: int):
     on the box: the landing falls near the clip's last frame, so the next
     frame is often the one where constant velocity would carry the object
     into the box."""
-    colour, box_colour = _colours(rng, 2)
-    shape = str(rng.choice(SHAPES))
-    noun = "ball" if shape == "circle" else "block"
-    radius = rng.uniform(0.07, 0.1) * size
-    x = rng.uniform(0.3, 0.7) * size
-    box_half = rng.uniform(0.15, 0.22) * size
-    box_top = rng.uniform(0.8, 0.88) * size
-    top = radius + rng.uniform(0, 0.05) * size
+    drop = drop_layout(rng, size)
+    x, radius, box_half, box_top, top = drop.x, drop.radius, drop.box_half, drop.box_top, drop.top
     rest = box_top - radius
     landing = num_frames - 1 + rng.uniform(-1.5, 2.0)  # frame (continuous) at which it touches the box
     release = landing - rng.uniform(7, 12)
@@ -171,16 +150,16 @@ def drop_clip(scene: Scene, rng, size: int, num_frames: int):
         falling = min(max(t - release, 0.0), landing - release)
         return top + 0.5 * gravity * falling * falling
 
-    box = scene.object_layer("square", COLOURS[box_colour], box_half, _pattern(rng))
-    ball = scene.object_layer(shape, COLOURS[colour], radius, _pattern(rng))
+    box = scene.object_layer("square", COLOURS[drop.box_colour], box_half, _pattern(rng))
+    ball = scene.object_layer(drop.shape, COLOURS[drop.colour], radius, _pattern(rng))
     positions = [[(box, (x, box_top + box_half)), (ball, (x, height(t)))] for t in range(num_frames)]
-    return positions, f"Dropping the {colour} {noun} onto the {box_colour} box"
+    return positions, drop.instruction
 
 
 def cover_clip(scene: Scene, rng, size: int, num_frames: int):
     """A cloth slides over a resting object and stops when it covers it, near
     the clip's last frame: constant velocity would carry it past."""
-    colour, cloth_colour = _colours(rng, 2)
+    colour, cloth_colour = pick_colours(rng, 2)
     shape = str(rng.choice(SHAPES))
     radius = rng.uniform(0.09, 0.13) * size
     centre = (rng.uniform(0.4, 0.6) * size, rng.uniform(0.35, 0.65) * size)
