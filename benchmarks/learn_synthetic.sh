@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Proof-of-learning run on a 2-core CPU, no GPU or network (about 13 minutes):
+# Proof-of-learning run on a 2-core CPU, no GPU or network (about 16 minutes):
 # synthetic clips -> tiny model with a fitted VAE (4x downsampling, so 64x64
 # frames give 16x16 latents) -> 20-frame video model trained on the residual
 # objective with the flow motion prior -> evaluate.py on the held-out clips
@@ -11,6 +11,7 @@
 #       the same chain on your own raw root (numbered layout, train/ and val/), no generation
 #   PYTHON=python3 ...   the interpreter; STEPS=N training steps; OUT=DIR output root
 #   MOTION_PRIOR=none    train without the flow-warped conditioning frame (default: flow)
+#   PREDICTION_TYPE=v_prediction   what the UNet predicts (default: epsilon, the base model's)
 #   SET=easy             the first synthetic set (flat shapes, still camera, PNG) instead of the harder one
 #                        (textures, sub-pixel camera drift, JPEG: create_mini_data.py --synthetic --hard)
 set -euo pipefail
@@ -19,6 +20,7 @@ SEED="${1:-0}"
 OUT="${OUT:-learn_synthetic_out}/seed-$SEED"
 STEPS="${STEPS:-1500}"
 MOTION_PRIOR="${MOTION_PRIOR:-flow}"
+PREDICTION_TYPE="${PREDICTION_TYPE:-epsilon}"
 SET="${SET:-hard}"
 case "$SET" in hard) set_flag=--hard ;; easy) set_flag= ;; *) echo "error: SET=$SET: use hard or easy" >&2; exit 2 ;; esac
 python="${PYTHON:-.venv/bin/python}"
@@ -48,7 +50,7 @@ stage "training the 20-frame model ($STEPS steps, motion prior: $MOTION_PRIOR)"
 "$python" train_video_ip2p.py --pretrained_model_name_or_path "$OUT/tiny" --train_data_dir "$OUT/processed" \
     --output_dir "$OUT/model" --resolution 64 --train_batch_size 16 --gradient_accumulation_steps 1 \
     --max_train_steps "$STEPS" --learning_rate 5e-4 --lr_warmup_steps 50 --checkpointing_steps 500 \
-    --prediction_target residual --motion_prior "$MOTION_PRIOR" --latent_cache_dir "$OUT/latent_cache" --num_validation_images 4 \
+    --prediction_target residual --motion_prior "$MOTION_PRIOR" --prediction_type "$PREDICTION_TYPE" --latent_cache_dir "$OUT/latent_cache" --num_validation_images 4 \
     --validation_epochs 100000 --validation_guidance_scale 1.0 --validation_image_guidance_scale 1.0 \
     --validation_samples_averaged 4 --seed "$SEED" > "$OUT/train.log" 2>&1
 stage "evaluating on the held-out clips"

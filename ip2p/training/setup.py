@@ -108,6 +108,8 @@ def configure_models(args, models, accelerator) -> torch.dtype:
             frozen.to(dtype=weight_dtype)
         frozen.eval()
     models.unet.train()
+    if args.prediction_type:  # the saved pipeline's sampler is built from this config, so it inherits the choice
+        models.noise_scheduler.register_to_config(prediction_type=args.prediction_type)
     if args.gradient_checkpointing:
         models.unet.enable_gradient_checkpointing()
     apply_unet_speed_options(models.unet, args)
