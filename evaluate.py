@@ -62,19 +62,26 @@ def use_sampler(pipeline, name: str) -> None:
         pipeline.scheduler = classes[name].from_config(pipeline.scheduler.config)
 
 
-def evaluate_horizon(args, pipeline, resolution: int, settings: dict, generator, meta: dict) -> int:
+def in_batches(samples: list, batch_size: int, desc: str, evaluate) -> list:
+    """``evaluate(batch)`` over ``samples`` in batches under a progress bar; the results, joined."""
     from tqdm.auto import tqdm
 
+    results = []
+    with tqdm(total=len(samples), desc=desc, unit="sample") as progress:
+        for start in range(0, len(samples), batch_size):
+            batch = samples[start:start + batch_size]
+            results.extend(evaluate(batch))
+            progress.update(len(batch))
+    return results
+
+
+def evaluate_horizon(args, pipeline, resolution: int, settings: dict, generator, meta: dict) -> int:
     from ip2p.evaluation.horizon import (evaluate_horizon_batch, horizon_samples, horizon_table, summarise_horizon,
                                          write_horizon_outputs)
 
     samples = horizon_samples(args.data, args.split, pipeline.num_frames, args.horizon)[: args.max_samples]
-    results = []
-    with tqdm(total=len(samples), desc=f"rolling out {args.horizon} frames", unit="sample") as progress:
-        for start in range(0, len(samples), args.batch_size):
-            results.extend(evaluate_horizon_batch(pipeline, samples[start:start + args.batch_size], resolution, settings,
-                                                  generator, args.horizon))
-            progress.update(min(args.batch_size, len(samples) - start))
+    results = in_batches(samples, args.batch_size, f"rolling out {args.horizon} frames", lambda batch: evaluate_horizon_batch(
+        pipeline, batch, resolution, settings, generator, args.horizon))
     summary = summarise_horizon(results, args.horizon)
     write_horizon_outputs(args.output_dir, results, summary, meta)
     print(horizon_table(summary))
@@ -85,7 +92,6 @@ def evaluate_horizon(args, pipeline, resolution: int, settings: dict, generator,
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
-    from tqdm.auto import tqdm
 
     from ip2p.evaluation.samples import samples_from_data
     from ip2p.evaluation.scoring import evaluate_batch, markdown_table, summarise, write_outputs
@@ -105,12 +111,8 @@ def main(argv=None) -> int:
     if args.horizon:
         return evaluate_horizon(args, pipeline, resolution, settings, generator, meta)
     samples = samples_from_data(args.data, args.split, pipeline.num_frames)[: args.max_samples]
-    results = []
-    with tqdm(total=len(samples), desc="evaluating", unit="sample") as progress:
-        for start in range(0, len(samples), args.batch_size):
-            results.extend(evaluate_batch(pipeline, samples[start:start + args.batch_size], resolution, settings, generator,
-                                          args.save_predictions))
-            progress.update(min(args.batch_size, len(samples) - start))
+    results = in_batches(samples, args.batch_size, "evaluating", lambda batch: evaluate_batch(
+        pipeline, batch, resolution, settings, generator, args.save_predictions))
     summary = summarise(results)
     meta["unavailable_metrics"] = unavailable_metrics()
     write_outputs(args.output_dir, results, summary, meta, args.grid_samples, resolution)

@@ -14,38 +14,28 @@ import math
 from pathlib import Path
 from typing import Dict, List
 
-import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from ..data.raw_data import scan_raw_data
 from ..shared.cli import UserError
 from ..shared.metrics import image_metrics
 from ..shared.motion import flow_extrapolate
-from .samples import EvalSample
+from .samples import EvalSample, raw_samples
+from .scoring import METRICS, defined_mean, no_nan
 
 HORIZON_ROWS = ("model", "flow_extrapolation", "copy_last")
-METRICS = ("psnr", "ssim", "moving_psnr")
 COLOURS = {"model": (200, 40, 40), "flow_extrapolation": (30, 90, 200), "copy_last": (120, 120, 120)}
 
 
 def horizon_samples(data: Path, split: str, num_frames: int, horizon: int) -> List[EvalSample]:
     """Clips of a raw data root with at least ``num_frames + horizon`` frames;
-    ``load_frames`` gives all of the last ``num_frames + horizon``, oldest first."""
+    ``load_frames`` gives the first ``num_frames + horizon - 1`` of the last
+    ``num_frames + horizon``, ``load_target`` the last one."""
     if (Path(data) / "dataset_dict.json").exists():
         raise UserError(f"--horizon needs a raw data root with longer clips, not the processed dataset {data} "
                         "(whose samples hold 20 + 1 frames); pass the folder make_dataset.py read")
-    scan = scan_raw_data(data, num_frames + horizon - 1)
-    if scan.problems:
-        raise UserError(f"{len(scan.problems)} clip(s) of {data} cannot be scored {horizon} steps ahead, first: "
-                        f"{scan.problems[0].line()}; use clips of at least {num_frames + horizon} frames "
-                        f"(create_mini_data.py --num-frames, import_videos.py --num-frames)")
-    chosen = [s for s in scan.samples if s.split == split]
-    if not chosen:
-        raise UserError(f"{data} has no samples in split {split!r} (raw val/ is 'test', everything else 'train')")
-    open_rgb = lambda path: Image.open(Path(data) / path).convert("RGB")  # noqa: E731
-    return [EvalSample(s.sample_id, s.task_type, s.instruction,
-                       load_frames=lambda s=s: [open_rgb(p) for p in s.input_frames + [s.target_frame]],
-                       load_target=lambda s=s: open_rgb(s.target_frame)) for s in chosen]
+    return raw_samples(data, split, num_frames + horizon - 1,
+                       f"scoring {horizon} steps ahead needs clips of at least {num_frames + horizon} frames "
+                       "(create_mini_data.py --num-frames, import_videos.py --num-frames)")
 
 
 def roll_out_flow(window: List[Image.Image], steps: int) -> List[Image.Image]:
@@ -60,7 +50,8 @@ def evaluate_horizon_batch(pipeline, batch: List[EvalSample], resolution: int, s
                            horizon: int) -> List[dict]:
     """One result per sample and step: ``{"sample", "task_type", "step", "<row>_<metric>"...}``."""
     count = pipeline.num_frames
-    clips = [[ImageOps.fit(f, (resolution, resolution)) for f in sample.load_frames()] for sample in batch]
+    clips = [[ImageOps.fit(f, (resolution, resolution)) for f in sample.load_frames() + [sample.load_target()]]
+             for sample in batch]
     observed, futures = [clip[:count] for clip in clips], [clip[count:] for clip in clips]
     model = pipeline.rollout([s.instruction for s in batch], observed, horizon, generator=generator, **settings)
     rows = {"model": model,  # [step][sample]
@@ -79,16 +70,12 @@ def evaluate_horizon_batch(pipeline, batch: List[EvalSample], resolution: int, s
 
 def summarise_horizon(results: List[dict], horizon: int) -> Dict[str, List[dict]]:
     """``{row: [{"step", "psnr", "ssim", "moving_psnr", "count"} for each step]}``: means over samples."""
-    def mean(values):
-        values = [v for v in values if not math.isnan(v)]
-        return float(np.mean(values)) if values else float("nan")
-
     summary = {}
     for name in HORIZON_ROWS:
         summary[name] = []
         for step in range(1, horizon + 1):
             members = [r for r in results if r["step"] == step]
-            summary[name].append({"step": step, **{m: mean([r[f"{name}_{m}"] for r in members]) for m in METRICS},
+            summary[name].append({"step": step, **{m: defined_mean([r[f"{name}_{m}"] for r in members]) for m in METRICS},
                                   "count": len(members)})
     return summary
 
@@ -133,10 +120,8 @@ def plot_horizon(summary: Dict[str, List[dict]], metric: str = "psnr", size=(640
 
 def write_horizon_outputs(output_dir: Path, results: List[dict], summary: dict, meta: dict) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
-    clean = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # noqa: E731
-    document = {"horizon": {name: [{k: clean(v) for k, v in e.items()} for e in entries] for name, entries in summary.items()},
-                **meta, "samples": [{k: clean(v) for k, v in r.items()} for r in results]}
-    (output_dir / "metrics.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    document = {"horizon": summary, **meta, "samples": results}
+    (output_dir / "metrics.json").write_text(json.dumps(no_nan(document), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     with open(output_dir / "metrics.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["row", "horizon", "psnr", "ssim", "moving_psnr", "count"])

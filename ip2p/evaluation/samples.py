@@ -45,10 +45,15 @@ def _processed_samples(data: Path, split: str, num_frames: int) -> List[EvalSamp
 
 
 def _raw_samples(data: Path, split: str, num_frames: int) -> List[EvalSample]:
+    return raw_samples(data, split, num_frames, "check them with make_dataset.py")
+
+
+def raw_samples(data: Path, split: str, num_frames: int, fix: str) -> List[EvalSample]:
+    """The ``split`` samples of a raw data root: each clip's last ``num_frames``
+    + 1 frames; any bad clip stops with one line ending in ``fix``."""
     scan = scan_raw_data(data, num_frames)
     if scan.problems:
-        raise UserError(f"{len(scan.problems)} invalid sample(s) in {data}, first: {scan.problems[0].line()}; "
-                        "check them with make_dataset.py")
+        raise UserError(f"{len(scan.problems)} invalid sample(s) in {data}, first: {scan.problems[0].line()}; {fix}")
     chosen = [s for s in scan.samples if s.split == split]
     if not chosen:
         raise UserError(f"{data} has no samples in split {split!r} (raw val/ is 'test', everything else 'train')")

@@ -77,18 +77,19 @@ def evaluate_batch(pipeline, batch: List[EvalSample], resolution: int, settings:
     return results
 
 
+def defined_mean(values: List[float]) -> float:
+    """The mean of the values that are defined (a moving-region PSNR is NaN where nothing moved); NaN if none is."""
+    values = [v for v in values if not math.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def summarise(results: List[dict]) -> Dict[str, Dict[str, Dict[str, float]]]:
     """``{row: {"overall" | task: {"psnr", "ssim", "moving_psnr", "count", "moving_count"}}}``:
     means over samples (moving-region PSNR over the ``moving_count`` samples where something moved)."""
     groups = {"overall": results}
     for result in results:
         groups.setdefault(result["task_type"], []).append(result)
-
-    def mean(values):
-        values = [v for v in values if not math.isnan(v)]
-        return float(np.mean(values)) if values else float("nan")
-
-    return {name: {group: {**{metric: mean([r[f"{name}_{metric}"] for r in members]) for metric in METRICS},
+    return {name: {group: {**{metric: defined_mean([r[f"{name}_{metric}"] for r in members]) for metric in METRICS},
                            "count": len(members),
                            "moving_count": sum(not math.isnan(r[f"{name}_moving_psnr"]) for r in members)}
                    for group, members in sorted(groups.items())}
@@ -116,7 +117,7 @@ def error_image(prediction: Image.Image, truth: Image.Image) -> Image.Image:
 def write_outputs(output_dir: Path, results: List[dict], summary: dict, meta: dict, grid_samples: int, size: int) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     document = {"summary": summary, **meta, "samples": [{k: v for k, v in r.items() if k != "images"} for r in results]}
-    (output_dir / "metrics.json").write_text(json.dumps(_no_nan(document), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    (output_dir / "metrics.json").write_text(json.dumps(no_nan(document), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     with open(output_dir / "metrics.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["row", "group", "psnr", "ssim", "moving_psnr", "count", "moving_count"])
@@ -133,12 +134,12 @@ def write_outputs(output_dir: Path, results: List[dict], summary: dict, meta: di
         grid.save(output_dir / "grid.png")
 
 
-def _no_nan(value):
+def no_nan(value):
     """JSON has no NaN: an undefined metric (nothing moved) is written as null."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
+        return {k: no_nan(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_no_nan(v) for v in value]
+        return [no_nan(v) for v in value]
     return value
