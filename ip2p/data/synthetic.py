@@ -128,22 +128,42 @@ def drop_clip(rng, size: int, num_frames: int = NUM_FRAMES):
     return frames, drop.instruction
 
 
-def cover_clip(rng, size: int, num_frames: int = NUM_FRAMES):
+@dataclass
+class CoverLayout:
+    """Where a covering happens: an object, and the cloth that slides over it."""
+    colour: str
+    cloth_colour: str
+    shape: str
+    radius: float
+    centre: Tuple[float, float]
+    cloth_half: float
+    from_left: bool
+    speed: float  # pixels per frame
+
+    @property
+    def instruction(self) -> str:
+        return f"Covering the {self.colour} {self.shape} with the {self.cloth_colour} cloth"
+
+
+def cover_layout(rng, size: int, centre_x=(0.45, 0.6), speeds=(0.02, 0.03)) -> CoverLayout:
     colour, cloth_colour = pick_colours(rng, 2)
     shape = str(rng.choice(SHAPES))
     radius = rng.uniform(0.09, 0.13) * size
-    centre = (rng.uniform(0.45, 0.6) * size, rng.uniform(0.35, 0.65) * size)
-    cloth_half = radius * 1.6
-    from_left = bool(rng.integers(2))
-    speed = rng.uniform(0.02, 0.03) * size
-    start = -cloth_half + rng.uniform(0, 0.1) * size
+    centre = (rng.uniform(*centre_x) * size, rng.uniform(0.35, 0.65) * size)
+    return CoverLayout(colour, cloth_colour, shape, radius, centre, cloth_half=radius * 1.6,
+                       from_left=bool(rng.integers(2)), speed=rng.uniform(*speeds) * size)
+
+
+def cover_clip(rng, size: int, num_frames: int = NUM_FRAMES):
+    cover = cover_layout(rng, size)
+    start = -cover.cloth_half + rng.uniform(0, 0.1) * size
     frames = []
     for t in range(num_frames):
-        edge = start + speed * t
-        cloth_x = edge if from_left else size - edge
-        cloth = ("square", (cloth_x, centre[1]), cloth_half, COLOURS[cloth_colour])
-        frames.append([(shape, centre, radius, COLOURS[colour]), cloth])
-    return frames, f"Covering the {colour} {shape} with the {cloth_colour} cloth"
+        edge = start + cover.speed * t
+        cloth_x = edge if cover.from_left else size - edge
+        cloth = ("square", (cloth_x, cover.centre[1]), cover.cloth_half, COLOURS[cover.cloth_colour])
+        frames.append([(cover.shape, cover.centre, cover.radius, COLOURS[cover.colour]), cloth])
+    return frames, cover.instruction
 
 
 CLIP_MAKERS = {"move_object": move_clip, "drop_object": drop_clip, "cover_object": cover_clip}

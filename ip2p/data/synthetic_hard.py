@@ -28,7 +28,7 @@ from typing import List, Tuple
 import numpy as np
 from PIL import Image
 
-from .synthetic import COLOURS, NUM_FRAMES, SHAPES, SUPERSAMPLE, drop_layout, move_path, pick_colours
+from .synthetic import COLOURS, NUM_FRAMES, SHAPES, SUPERSAMPLE, cover_layout, drop_layout, move_path
 
 MAX_DRIFT = 0.6  # camera pixels per frame
 PATTERNS = ("stripes", "checker", "plain")
@@ -159,22 +159,17 @@ def drop_clip(scene: Scene, rng, size: int, num_frames: int):
 def cover_clip(scene: Scene, rng, size: int, num_frames: int):
     """A cloth slides over a resting object and stops when it covers it, near
     the clip's last frame: constant velocity would carry it past."""
-    colour, cloth_colour = pick_colours(rng, 2)
-    shape = str(rng.choice(SHAPES))
-    radius = rng.uniform(0.09, 0.13) * size
-    centre = (rng.uniform(0.4, 0.6) * size, rng.uniform(0.35, 0.65) * size)
-    cloth_half = radius * 1.6
-    from_left = bool(rng.integers(2))
-    speed = rng.uniform(0.025, 0.045) * size
+    cover = cover_layout(rng, size, centre_x=(0.4, 0.6), speeds=(0.025, 0.045))
+    centre = cover.centre
     stop = num_frames - 1 + rng.uniform(-1.5, 2.0)  # frame (continuous) at which it lies centred on the object
-    thing = scene.object_layer(shape, COLOURS[colour], radius, _pattern(rng))
-    cloth = scene.object_layer("square", COLOURS[cloth_colour], cloth_half, _pattern(rng))
+    thing = scene.object_layer(cover.shape, COLOURS[cover.colour], cover.radius, _pattern(rng))
+    cloth = scene.object_layer("square", COLOURS[cover.cloth_colour], cover.cloth_half, _pattern(rng))
     positions = []
     for t in range(num_frames):
-        behind = speed * max(stop - t, 0.0)  # distance still to go
-        cloth_x = centre[0] - behind if from_left else centre[0] + behind
+        behind = cover.speed * max(stop - t, 0.0)  # distance still to go
+        cloth_x = centre[0] - behind if cover.from_left else centre[0] + behind
         positions.append([(thing, centre), (cloth, (cloth_x, centre[1]))])
-    return positions, f"Covering the {colour} {shape} with the {cloth_colour} cloth"
+    return positions, cover.instruction
 
 
 CLIP_MAKERS = {"move_object": move_clip, "drop_object": drop_clip, "cover_object": cover_clip}
