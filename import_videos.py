@@ -50,7 +50,12 @@ def parse_args(argv):
 
 
 def is_imported_root(folder: Path) -> bool:
-    return (folder / "metadata.json").is_file()
+    """Written by this script: every metadata entry names its source video (a raw root of your own is never replaced)."""
+    try:
+        entries = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(entries, list) and all(isinstance(e, dict) and "source" in e for e in entries)
 
 
 def main(argv=None) -> int:

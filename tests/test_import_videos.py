@@ -65,6 +65,16 @@ def test_ssv2_videos_become_the_numbered_layout_that_make_dataset_reads(ssv2, tm
         assert Image.open(folder / "00.jpg").size == (32, 24)
     built = run_script("make_dataset.py", "--data-root", "raw", "--output-dir", "processed", cwd=tmp_path)
     assert built.returncode == 0, built.stderr
+    # Re-importing replaces its own output; a raw root of the user's own is never replaced.
+    again = run_script("import_videos.py", "--videos", ssv2 / "videos", "--labels", ssv2 / "train.json",
+                       "--val-labels", ssv2 / "validation.json", "--output-dir", "raw", "--max-side", 32, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine/metadata.json").write_text('[{"video_path": "train/a/v", "instruction": "x", "task_type": "a"}]')
+    refused = run_script("import_videos.py", "--videos", ssv2 / "videos", "--labels", ssv2 / "train.json",
+                         "--val-labels", ssv2 / "validation.json", "--output-dir", "mine", cwd=tmp_path)
+    assert refused.returncode == 2 and "did not write" in refused.stderr
+    assert (tmp_path / "mine/metadata.json").read_text().startswith('[{"video_path": "train/a/v"')
 
 
 def test_window_policies_and_a_generic_csv(ssv2, tmp_path):
