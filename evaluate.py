@@ -57,9 +57,12 @@ def parse_args(argv):
 def use_sampler(pipeline, name: str) -> None:
     from diffusers import DDIMScheduler, EulerAncestralDiscreteScheduler
 
-    classes = {"ddim": DDIMScheduler, "euler_ancestral": EulerAncestralDiscreteScheduler}
-    if name in classes:
-        pipeline.scheduler = classes[name].from_config(pipeline.scheduler.config)
+    if name == "ddim":
+        # Latents are not images: DDIM's default clipping of each step's clean estimate to [-1, 1] would cut every
+        # latent (or scaled residual) beyond one unit; Stable Diffusion's own DDIM config turns it off too.
+        pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config, clip_sample=False)
+    elif name == "euler_ancestral":
+        pipeline.scheduler = EulerAncestralDiscreteScheduler.from_config(pipeline.scheduler.config)
 
 
 def in_batches(samples: list, batch_size: int, desc: str, evaluate) -> list:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Proof-of-learning run on a 2-core CPU, no GPU or network (about 16 minutes):
+# Proof-of-learning run on a 2-core CPU, no GPU or network (about 15 minutes):
 # synthetic clips -> tiny model with a fitted VAE (4x downsampling, so 64x64
 # frames give 16x16 latents) -> 20-frame video model trained on the residual
 # objective with the flow motion prior -> evaluate.py on the held-out clips
@@ -11,16 +11,16 @@
 #       the same chain on your own raw root (numbered layout, train/ and val/), no generation
 #   PYTHON=python3 ...   the interpreter; STEPS=N training steps; OUT=DIR output root
 #   MOTION_PRIOR=none    train without the flow-warped conditioning frame (default: flow)
-#   PREDICTION_TYPE=v_prediction   what the UNet predicts (default: epsilon, the base model's)
+#   PREDICTION_TYPE=epsilon        what the UNet predicts (default: sample, the clean correction; or v_prediction)
 #   SET=easy             the first synthetic set (flat shapes, still camera, PNG) instead of the harder one
 #                        (textures, sub-pixel camera drift, JPEG: create_mini_data.py --synthetic --hard)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEED="${1:-0}"
 OUT="${OUT:-learn_synthetic_out}/seed-$SEED"
-STEPS="${STEPS:-1500}"
+STEPS="${STEPS:-1200}"
 MOTION_PRIOR="${MOTION_PRIOR:-flow}"
-PREDICTION_TYPE="${PREDICTION_TYPE:-epsilon}"
+PREDICTION_TYPE="${PREDICTION_TYPE:-sample}"
 SET="${SET:-hard}"
 case "$SET" in hard) set_flag=--hard ;; easy) set_flag= ;; *) echo "error: SET=$SET: use hard or easy" >&2; exit 2 ;; esac
 python="${PYTHON:-.venv/bin/python}"

@@ -224,13 +224,14 @@ def test_residual_training_saves_its_target_and_evaluates_in_composite_mode(synt
     done = run_script("train_video_ip2p.py", "--pretrained_model_name_or_path", tiny_model, "--train_data_dir", processed,
                       "--output_dir", "out", "--resolution", 32, "--max_train_steps", 2, "--prediction_target", "residual",
                       "--latent_cache_dir", "cache", "--num_validation_images", 1, "--validation_inference_steps", 3,
-                      "--validation_guidance_scale", 1.0, "--validation_samples_averaged", 2, "--prediction_type", "v_prediction",
+                      "--validation_guidance_scale", 1.0, "--validation_samples_averaged", 2, "--prediction_type", "sample",
                       cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "objective residual: prediction_target residual, residual_scale" in done.stdout
     index = json.loads((tmp_path / "out/model_index.json").read_text())
     assert index["prediction_target"] == "residual" and index["residual_scale"] > 0
-    assert json.loads((tmp_path / "out/scheduler/scheduler_config.json").read_text())["prediction_type"] == "v_prediction"
+    scheduler = json.loads((tmp_path / "out/scheduler/scheduler_config.json").read_text())
+    assert (scheduler["prediction_type"], scheduler["_class_name"], scheduler["clip_sample"]) == ("sample", "DDIMScheduler", False)
     # The measured scale is recorded with the run's arguments too.
     assert json.loads((tmp_path / "out/training_args.json").read_text())["residual_scale"] == index["residual_scale"]
     done = run_script("evaluate.py", "--model", "out", "--data", processed, "--image-guidance-scale", 1.2, "--sampler", "ddim",

@@ -115,3 +115,47 @@ def test_mirror_instruction_swaps_direction_words_only():
     assert mirror_instruction("Moving the red square from left to right") == "Moving the red square from right to left"
     assert mirror_instruction("Pushing it Leftwards, then RIGHT") == "Pushing it Rightwards, then LEFT"
     assert mirror_instruction("dropping a pen onto the table; the leftover brightness") == "dropping a pen onto the table; the leftover brightness"
+
+
+def test_the_denoising_target_follows_the_prediction_type():
+    from diffusers import DDPMScheduler
+
+    from ip2p.training.objectives import denoising_target
+
+    clean, noise, timesteps = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3), torch.tensor([10, 900])
+    targets = {kind: denoising_target(DDPMScheduler(prediction_type=kind), clean, noise, timesteps)
+               for kind in ("epsilon", "v_prediction", "sample")}
+    assert torch.equal(targets["epsilon"], noise) and torch.equal(targets["sample"], clean)
+    # v = sqrt(a) * noise - sqrt(1 - a) * clean: near the noise at low noise levels, near -clean at high ones.
+    alphas = DDPMScheduler().alphas_cumprod[timesteps].view(-1, 1, 1, 1)
+    assert torch.allclose(targets["v_prediction"], alphas.sqrt() * noise - (1 - alphas).sqrt() * clean, atol=1e-5)
+    with pytest.raises(ValueError, match="prediction_type"):
+        denoising_target(DDPMScheduler(prediction_type="flow"), clean, noise, timesteps)
+
+
+def test_a_sample_predicting_model_samples_with_unclipped_ddim():
+    from diffusers import DDIMScheduler, DDPMScheduler, EulerAncestralDiscreteScheduler
+
+    from evaluate import use_sampler
+    from ip2p.training.saving import inference_pipeline
+
+    class Pipeline:
+        def __init__(self, scheduler, **modules):
+            self.scheduler = scheduler
+
+        def set_progress_bar_config(self, **kwargs):
+            pass
+
+    def saved(prediction_type):
+        models = type("Models", (), {"vae": None, "text_encoder": None, "tokenizer": None,
+                                     "noise_scheduler": DDPMScheduler(prediction_type=prediction_type)})()
+        return inference_pipeline(Pipeline, models, None, {})
+
+    # Euler ancestral, InstructPix2Pix's sampler, cannot step a model that predicts the clean latents.
+    assert type(saved("epsilon").scheduler) is EulerAncestralDiscreteScheduler
+    pipeline = saved("sample")
+    assert type(pipeline.scheduler) is DDIMScheduler and not pipeline.scheduler.config.clip_sample
+    # evaluate.py --sampler ddim: latents (and scaled residuals) beyond one unit are kept, not clipped.
+    pipeline = saved("epsilon")
+    use_sampler(pipeline, "ddim")
+    assert type(pipeline.scheduler) is DDIMScheduler and not pipeline.scheduler.config.clip_sample

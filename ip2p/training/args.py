@@ -64,9 +64,11 @@ SHARED_ARGUMENTS = {
          "per sample, drop only the text, only the image, and both, each with this probability "
          "(InstructPix2Pix paper, sec. 3.3) so both guidance scales work at inference"),
         Arg("--use_ema", "store_true", False, "keep an exponential moving average of the UNet; used for validation and the saved model"),
-        Arg("--prediction_type", str, None, "what the UNet predicts: epsilon (the noise) or v_prediction (Salimans & Ho "
-                                            "2022); default: the base model's scheduler. Saved with the model",
-            choices=("epsilon", "v_prediction")),
+        Arg("--prediction_type", str, None, "what the UNet predicts: epsilon (the noise), v_prediction (Salimans & Ho "
+                                            "2022) or sample (the clean target latent, whose loss at high noise is a "
+                                            "regression to the expected next frame); default: the base model's "
+                                            "scheduler. Saved with the model",
+            choices=("epsilon", "v_prediction", "sample")),
     ],
     "optimisation": [
         Arg("--learning_rate", float, 1e-4, "learning rate after warm-up"),

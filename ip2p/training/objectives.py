@@ -86,3 +86,16 @@ class ResidualObjective:
 
 
 OBJECTIVES = {"frame": FrameObjective, "residual": ResidualObjective}  # --prediction_target
+
+
+def denoising_target(scheduler, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """What the UNet's output is compared with, by the scheduler's ``prediction_type`` (--prediction_type):
+    the noise (epsilon), the velocity (v_prediction) or the clean latents themselves (sample)."""
+    prediction_type = scheduler.config.prediction_type
+    if prediction_type == "v_prediction":
+        return scheduler.get_velocity(clean, noise, timesteps)
+    if prediction_type == "sample":
+        return clean
+    if prediction_type == "epsilon":
+        return noise
+    raise ValueError(f"prediction_type must be epsilon, v_prediction or sample, got {prediction_type!r}")

@@ -35,10 +35,15 @@ def check_replicas_in_sync(accelerator, unet) -> None:
 
 def inference_pipeline(pipeline_class: type, models, unet, settings: dict):
     """``pipeline_class`` around the trained UNet, with InstructPix2Pix's
-    sampler built from the training schedule; ``settings`` are its extra constructor arguments."""
-    from diffusers import EulerAncestralDiscreteScheduler
+    sampler built from the training schedule (deterministic DDIM for a model that predicts the clean
+    sample, which Euler ancestral cannot step); ``settings`` are its extra constructor arguments."""
+    from diffusers import DDIMScheduler, EulerAncestralDiscreteScheduler
 
-    scheduler = EulerAncestralDiscreteScheduler.from_config(models.noise_scheduler.config)
+    config = models.noise_scheduler.config
+    if config.prediction_type == "sample":  # no clipping: latents are not images in [-1, 1]
+        scheduler = DDIMScheduler.from_config(config, clip_sample=False)
+    else:
+        scheduler = EulerAncestralDiscreteScheduler.from_config(config)
     pipeline = pipeline_class(vae=models.vae, text_encoder=models.text_encoder, tokenizer=models.tokenizer, unet=unet,
                               scheduler=scheduler, **settings)
     pipeline.set_progress_bar_config(disable=True)

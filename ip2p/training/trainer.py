@@ -32,7 +32,7 @@ from .args import ResolvedArgs, save_args
 from .caches import build_prompt_table, fill_latent_cache
 from .checkpoints import TrainState, find_checkpoint, list_checkpoints, load_checkpoint, remove_partial_checkpoints, save_checkpoint
 from .conditioning import apply_conditioning_dropout, conditioning_dropout_masks
-from .objectives import FrameObjective
+from .objectives import FrameObjective, denoising_target
 from .run_logger import RunLogger
 from .saving import check_replicas_in_sync, inference_pipeline, push_pipeline, save_pipeline, unwrap
 from .setup import configure_models, init_run, make_optimization
@@ -241,10 +241,7 @@ class Trainer:
         if self.args.channels_last:
             model_input = model_input.contiguous(memory_format=torch.channels_last)
         prediction = models.unet(model_input, timesteps, encoder_hidden_states=text).sample
-        if models.noise_scheduler.config.prediction_type == "v_prediction":
-            target = models.noise_scheduler.get_velocity(target_latents, noise, timesteps)
-        else:
-            target = noise
+        target = denoising_target(models.noise_scheduler, target_latents, noise, timesteps)
         return F.mse_loss(prediction.float(), target.float())
 
     def text_embeddings(self, batch: dict) -> torch.Tensor:
