@@ -54,17 +54,6 @@ def parse_args(argv):
     return args
 
 
-def use_sampler(pipeline, name: str) -> None:
-    from diffusers import DDIMScheduler, EulerAncestralDiscreteScheduler
-
-    if name == "ddim":
-        # Latents are not images: DDIM's default clipping of each step's clean estimate to [-1, 1] would cut every
-        # latent (or scaled residual) beyond one unit; Stable Diffusion's own DDIM config turns it off too.
-        pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config, clip_sample=False)
-    elif name == "euler_ancestral":
-        pipeline.scheduler = EulerAncestralDiscreteScheduler.from_config(pipeline.scheduler.config)
-
-
 def in_batches(samples: list, batch_size: int, desc: str, evaluate) -> list:
     """``evaluate(batch)`` over ``samples`` in batches under a progress bar; the results, joined."""
     from tqdm.auto import tqdm
@@ -98,7 +87,7 @@ def main(argv=None) -> int:
 
     from ip2p.evaluation.samples import samples_from_data
     from ip2p.evaluation.scoring import evaluate_batch, markdown_table, summarise, write_outputs
-    from ip2p.models.video_pipeline import inference_device_and_dtype, load_video_pipeline, model_resolution
+    from ip2p.models.video_pipeline import inference_device_and_dtype, load_video_pipeline, model_resolution, use_sampler
     from ip2p.shared.metrics import unavailable_metrics
 
     device, dtype = inference_device_and_dtype(args.precision)

@@ -193,6 +193,19 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         return latents
 
 
+def use_sampler(pipeline, name: str) -> None:
+    """Swap ``pipeline``'s sampler for ``name`` ("ddim": deterministic, "euler_ancestral"), built from its
+    config; any other name ("saved") keeps the sampler saved with the model."""
+    from diffusers import DDIMScheduler, EulerAncestralDiscreteScheduler
+
+    if name == "ddim":
+        # Latents are not images: DDIM's default clipping of each step's clean estimate to [-1, 1] would cut every
+        # latent (or scaled residual) beyond one unit; Stable Diffusion's own DDIM config turns it off too.
+        pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config, clip_sample=False)
+    elif name == "euler_ancestral":
+        pipeline.scheduler = EulerAncestralDiscreteScheduler.from_config(pipeline.scheduler.config)
+
+
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
