@@ -159,3 +159,6 @@ def test_a_sample_predicting_model_samples_with_unclipped_ddim():
     pipeline = saved("epsilon")
     use_sampler(pipeline, "ddim")
     assert type(pipeline.scheduler) is DDIMScheduler and not pipeline.scheduler.config.clip_sample
+    # ... and asking for Euler ancestral on a sample model is one clear line, not a crash mid-sampling.
+    with pytest.raises(UserError, match="--sampler ddim"):
+        use_sampler(saved("sample"), "euler_ancestral")

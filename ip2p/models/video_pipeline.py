@@ -36,6 +36,7 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..shared.cli import UserError
 from ..shared.motion import flow_extrapolate
 from .files import require_pipeline_folder
 from .latents import encode_moments
@@ -203,6 +204,9 @@ def use_sampler(pipeline, name: str) -> None:
         # latent (or scaled residual) beyond one unit; Stable Diffusion's own DDIM config turns it off too.
         pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config, clip_sample=False)
     elif name == "euler_ancestral":
+        if pipeline.scheduler.config.prediction_type == "sample":
+            raise UserError("--sampler euler_ancestral cannot step a model trained with --prediction_type sample; "
+                            "use --sampler ddim or the saved sampler")
         pipeline.scheduler = EulerAncestralDiscreteScheduler.from_config(pipeline.scheduler.config)
 
 
