@@ -17,6 +17,7 @@ with the model at training time.
 import sys
 from pathlib import Path
 
+from ip2p.models.samplers import SAMPLERS, use_sampler
 from ip2p.shared.cli import make_parser, run_main
 
 
@@ -31,7 +32,7 @@ def parse_args(argv):
     parser.add_argument("--image-guidance-scale", type=float, default=None, help="frame guidance scale (default: saved with the model)")
     parser.add_argument("--output-mode", choices=["frame", "composite"], default=None,
                         help="frame, or composite (last frame + decoded change) (default: composite for residual models)")
-    parser.add_argument("--sampler", choices=["saved", "ddim", "euler_ancestral"], default="saved",
+    parser.add_argument("--sampler", choices=["saved", *SAMPLERS], default="saved",
                         help="sampler: the model's saved one, deterministic DDIM, or stochastic Euler ancestral")
     parser.add_argument("--num-samples-averaged", type=int, default=None, metavar="K",
                         help="predict the mean of K samples per clip (the expected next frame: higher PSNR, less detail "
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
 
     from ip2p.evaluation.samples import samples_from_data
     from ip2p.evaluation.scoring import evaluate_batch, markdown_table, summarise, write_outputs
-    from ip2p.models.video_pipeline import inference_device_and_dtype, load_video_pipeline, model_resolution, use_sampler
+    from ip2p.models.video_pipeline import inference_device_and_dtype, load_video_pipeline, model_resolution
     from ip2p.shared.metrics import unavailable_metrics
 
     device, dtype = inference_device_and_dtype(args.precision)

@@ -136,7 +136,7 @@ def test_the_denoising_target_follows_the_prediction_type():
 def test_a_sample_predicting_model_samples_with_unclipped_ddim():
     from diffusers import DDIMScheduler, DDPMScheduler, EulerAncestralDiscreteScheduler
 
-    from ip2p.models.video_pipeline import use_sampler
+    from ip2p.models.samplers import use_sampler
     from ip2p.training.saving import inference_pipeline
 
     class Pipeline:

@@ -3,4 +3,4 @@
 mirror), ``tiny_model`` and ``vae_fit`` (the offline test model),
 ``loading`` (the components a trainer fine-tunes), ``text`` (tokenizing and
 prompt encoding), ``latents`` (VAE moments), ``video_pipeline`` (next-frame
-prediction)."""
+prediction), ``samplers`` (the saved sampler and ``--sampler``)."""

@@ -36,7 +36,6 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..shared.cli import UserError
 from ..shared.motion import flow_extrapolate
 from .files import require_pipeline_folder
 from .latents import encode_moments
@@ -192,22 +191,6 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
                 noise = neither + image_guidance_scale * (frames_only - neither) + guidance_scale * (with_text - frames_only)
             latents = self.scheduler.step(noise, timestep, latents, generator=generator).prev_sample
         return latents
-
-
-def use_sampler(pipeline, name: str) -> None:
-    """Swap ``pipeline``'s sampler for ``name`` ("ddim": deterministic, "euler_ancestral"), built from its
-    config; any other name ("saved") keeps the sampler saved with the model."""
-    from diffusers import DDIMScheduler, EulerAncestralDiscreteScheduler
-
-    if name == "ddim":
-        # Latents are not images: DDIM's default clipping of each step's clean estimate to [-1, 1] would cut every
-        # latent (or scaled residual) beyond one unit; Stable Diffusion's own DDIM config turns it off too.
-        pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config, clip_sample=False)
-    elif name == "euler_ancestral":
-        if pipeline.scheduler.config.prediction_type == "sample":
-            raise UserError("--sampler euler_ancestral cannot step a model trained with --prediction_type sample; "
-                            "use --sampler ddim or the saved sampler")
-        pipeline.scheduler = EulerAncestralDiscreteScheduler.from_config(pipeline.scheduler.config)
 
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -7,6 +7,7 @@ from typing import Callable
 
 import torch
 
+from ..models.samplers import default_sampler
 from ..shared.cli import UserError
 
 
@@ -35,17 +36,10 @@ def check_replicas_in_sync(accelerator, unet) -> None:
 
 def inference_pipeline(pipeline_class: type, models, unet, settings: dict):
     """``pipeline_class`` around the trained UNet, with InstructPix2Pix's
-    sampler built from the training schedule (deterministic DDIM for a model that predicts the clean
-    sample, which Euler ancestral cannot step); ``settings`` are its extra constructor arguments."""
-    from diffusers import DDIMScheduler, EulerAncestralDiscreteScheduler
-
-    config = models.noise_scheduler.config
-    if config.prediction_type == "sample":  # no clipping: latents are not images in [-1, 1]
-        scheduler = DDIMScheduler.from_config(config, clip_sample=False)
-    else:
-        scheduler = EulerAncestralDiscreteScheduler.from_config(config)
+    sampler built from the training schedule (``samplers.default_sampler``); ``settings`` are its extra
+    constructor arguments."""
     pipeline = pipeline_class(vae=models.vae, text_encoder=models.text_encoder, tokenizer=models.tokenizer, unet=unet,
-                              scheduler=scheduler, **settings)
+                              scheduler=default_sampler(models.noise_scheduler.config), **settings)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
