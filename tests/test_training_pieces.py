@@ -155,6 +155,11 @@ def test_a_sample_predicting_model_samples_with_unclipped_ddim():
     assert type(saved("epsilon").scheduler) is EulerAncestralDiscreteScheduler
     pipeline = saved("sample")
     assert type(pipeline.scheduler) is DDIMScheduler and not pipeline.scheduler.config.clip_sample
+    # Its steps end at the last training timestep: one step starts from pure noise, not at t=0.
+    pipeline.scheduler.set_timesteps(1)
+    assert pipeline.scheduler.timesteps.tolist() == [999]
+    pipeline.scheduler.set_timesteps(4)
+    assert pipeline.scheduler.timesteps.tolist()[0] == 999
     # evaluate.py --sampler ddim: latents (and scaled residuals) beyond one unit are kept, not clipped.
     pipeline = saved("epsilon")
     use_sampler(pipeline, "ddim")

@@ -1,6 +1,9 @@
 """The samplers a trained model runs with, built from its schedule's config:
 the one saved with it at training time, and the one ``evaluate.py --sampler``
-asks for. Both go through ``make_sampler``, so each sampler is set up once."""
+asks for. Both go through ``make_sampler``, so each sampler is set up once.
+Also the sampling flags predict.py and evaluate.py share."""
+
+import argparse
 
 from ..shared.cli import UserError
 
@@ -14,7 +17,10 @@ def make_sampler(name: str, config):
     if name == "ddim":
         # Latents are not images: DDIM's default clipping of each step's clean estimate to [-1, 1] would cut every
         # latent (or scaled residual) beyond one unit; Stable Diffusion's own DDIM config turns it off too.
-        return DDIMScheduler.from_config(config, clip_sample=False)
+        # Trailing spacing (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed") starts
+        # at the last training timestep: with "linspace", a 1-step run would denoise at t=0, from noise the model
+        # never saw there, instead of returning the model's estimate from pure noise.
+        return DDIMScheduler.from_config(config, clip_sample=False, timestep_spacing="trailing")
     if name != "euler_ancestral":
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {name!r}")
     if config.prediction_type == "sample":
@@ -33,3 +39,41 @@ def use_sampler(pipeline, name: str) -> None:
     """Swap ``pipeline``'s sampler for ``name`` (one of ``SAMPLERS``); ``"saved"`` keeps the model's own."""
     if name != "saved":
         pipeline.scheduler = make_sampler(name, pipeline.scheduler.config)
+
+
+SAMPLING_FLAGS = ("num_inference_steps", "guidance_scale", "image_guidance_scale", "output_mode", "num_samples_averaged",
+                  "correction_threshold")
+
+
+def at_least(minimum, kind=int):
+    """An argparse ``type``: ``kind`` of the flag's text, refused (one usage line) below ``minimum``."""
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+    return convert
+
+
+def add_sampling_arguments(parser) -> None:
+    """predict.py's and evaluate.py's sampling flags; each one left out takes the value saved with the model."""
+    saved = "default: saved with the model"
+    parser.add_argument("--num-inference-steps", type=at_least(1), default=None, help=f"denoising steps ({saved})")
+    parser.add_argument("--guidance-scale", type=float, default=None, help=f"text guidance scale ({saved})")
+    parser.add_argument("--image-guidance-scale", type=float, default=None, help=f"frame guidance scale ({saved})")
+    parser.add_argument("--output-mode", choices=["frame", "composite"], default=None,
+                        help="frame, or composite (last frame + decoded change) (default: composite for residual models)")
+    parser.add_argument("--num-samples-averaged", type=at_least(1), default=None, metavar="K",
+                        help="predict the mean of K samples per clip (the expected next frame: higher PSNR, less detail "
+                             f"where the future is uncertain; K times the sampling time; {saved})")
+    parser.add_argument("--correction-threshold", type=at_least(0.0, float), default=None, metavar="GREY",
+                        help="drop predicted pixel changes from the last (or flow-warped) frame below GREY levels of "
+                             f"255, shrink larger ones by it ({saved})")
+
+
+def sampling_keywords(args) -> dict:
+    """The pipeline keywords of ``add_sampling_arguments``' flags (None: the saved value)."""
+    return {name: getattr(args, name) for name in SAMPLING_FLAGS}
