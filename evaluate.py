@@ -17,7 +17,7 @@ with the model at training time.
 import sys
 from pathlib import Path
 
-from ip2p.models.samplers import SAMPLERS, use_sampler
+from ip2p.models.samplers import SAMPLERS, add_sampling_arguments, sampling_keywords, use_sampler
 from ip2p.shared.cli import make_parser, run_main
 
 
@@ -27,16 +27,9 @@ def parse_args(argv):
     parser.add_argument("--data", type=Path, required=True, help="a processed dataset, or a raw data root (either layout)")
     parser.add_argument("--split", default="test", help="split to evaluate (raw data: val/ is 'test')")
     parser.add_argument("--resolution", type=int, default=None, help="evaluation size (default: the model's training resolution)")
-    parser.add_argument("--num-inference-steps", type=int, default=None, help="denoising steps (default: saved with the model)")
-    parser.add_argument("--guidance-scale", type=float, default=None, help="text guidance scale (default: saved with the model)")
-    parser.add_argument("--image-guidance-scale", type=float, default=None, help="frame guidance scale (default: saved with the model)")
-    parser.add_argument("--output-mode", choices=["frame", "composite"], default=None,
-                        help="frame, or composite (last frame + decoded change) (default: composite for residual models)")
+    add_sampling_arguments(parser)
     parser.add_argument("--sampler", choices=["saved", *SAMPLERS], default="saved",
                         help="sampler: the model's saved one, deterministic DDIM, or stochastic Euler ancestral")
-    parser.add_argument("--num-samples-averaged", type=int, default=None, metavar="K",
-                        help="predict the mean of K samples per clip (the expected next frame: higher PSNR, less detail "
-                             "where the future is uncertain; K times the sampling time; default: saved with the model)")
     parser.add_argument("--horizon", type=int, default=None, metavar="K",
                         help="score a K-frame rollout step by step instead (raw clips of at least 20 + K frames)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips predicted together")
@@ -95,9 +88,7 @@ def main(argv=None) -> int:
     pipeline = load_video_pipeline(args.model, device, dtype)
     use_sampler(pipeline, args.sampler)
     resolution = args.resolution or model_resolution(args.model)
-    settings = pipeline.sampling_settings(num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
-                                          image_guidance_scale=args.image_guidance_scale, output_mode=args.output_mode,
-                                          num_samples_averaged=args.num_samples_averaged)
+    settings = pipeline.sampling_settings(**sampling_keywords(args))
     generator = torch.Generator(device=device).manual_seed(args.seed)
     meta = {"model": str(args.model), "data": str(args.data), "split": args.split, "resolution": resolution,
             "settings": {**settings, "seed": args.seed, "sampler": type(pipeline.scheduler).__name__}}

@@ -14,6 +14,7 @@ the model at training time.
 import sys
 from pathlib import Path
 
+from ip2p.models.samplers import add_sampling_arguments, sampling_keywords
 from ip2p.shared.cli import UserError, make_parser, run_main
 
 
@@ -28,11 +29,7 @@ def parse_args(argv):
     parser.add_argument("--instruction", default=None, help="the instruction (default: label.txt or the dataset row)")
     parser.add_argument("--resolution", type=int, default=None,
                         help="frames are fitted to this square size (default: the model's training resolution)")
-    parser.add_argument("--num-inference-steps", type=int, default=None, help="denoising steps (default: saved with the model)")
-    parser.add_argument("--guidance-scale", type=float, default=None, help="text guidance scale (default: saved with the model)")
-    parser.add_argument("--image-guidance-scale", type=float, default=None, help="frame guidance scale (default: saved with the model)")
-    parser.add_argument("--num-samples-averaged", type=int, default=None, metavar="K",
-                        help="predict the mean of K samples (the expected next frame; default: saved with the model)")
+    add_sampling_arguments(parser)
     parser.add_argument("--num-future-frames", type=int, default=1, metavar="K",
                         help="frames to predict; above 1, each prediction joins the observed window for the next")
     parser.add_argument("--fps", type=float, default=12, help="frame rate of rollout.gif and rollout.mp4 (SSv2: 12)")
@@ -86,9 +83,7 @@ def main(argv=None) -> int:
         raise UserError("no instruction: pass --instruction \"...\" (or put it in the clip's label.txt)")
     resolution = args.resolution or model_resolution(args.model)
     frames = [ImageOps.fit(frame, (resolution, resolution)) for frame in frames]
-    settings = pipeline.sampling_settings(num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
-                                          image_guidance_scale=args.image_guidance_scale,
-                                          num_samples_averaged=args.num_samples_averaged)
+    settings = pipeline.sampling_settings(**sampling_keywords(args))
     try:
         predicted = pipeline.rollout(instruction, frames, args.num_future_frames,
                                      generator=torch.Generator(device=device).manual_seed(args.seed), **settings)

@@ -135,6 +135,11 @@ def test_trained_model_predicts_through_the_pipeline_and_predict_py(tmp_path, ti
     assert np.abs(means[0] - means[1]).max() > 1e-3  # the two clips' latents differ, so a mix-up would show
     del pipeline.denoise
 
+    # A correction threshold above any change (255 grey levels) keeps the base frame, here the last observed one.
+    kept = pipeline("move it", frames, num_inference_steps=2, correction_threshold=255, output_type="np").images[0]
+    np.testing.assert_allclose(kept, np.asarray(frames[-1], dtype=np.float32) / 255, atol=1 / 255)
+    assert np.abs(np.asarray(image, dtype=np.float32) / 255 - kept).max() > 2 / 255  # the unthresholded one differs
+
     # A rollout: each prediction joins the observed window of the next step.
     seen, check = [], pipeline.check_frames
     pipeline.check_frames = lambda clip: (seen.append(list(clip)), check(clip))
@@ -172,6 +177,25 @@ def test_trained_model_predicts_through_the_pipeline_and_predict_py(tmp_path, ti
     write_clip(short, num_frames=5)
     done = run_script("predict.py", "--model", tmp_path / "out", "--video", short, "--instruction", "x", cwd=tmp_path)
     assert done.returncode != 0 and "5 observed frames, but the model needs 20" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_correction_threshold_drops_small_changes_and_shrinks_large_ones():
+    from ip2p.models.video_pipeline import soft_threshold_change
+
+    base = torch.zeros(1, 3, 1, 4)
+    # Per pixel (last dim): a change below the threshold everywhere, one above it in one channel,
+    # one above it in two channels with opposite signs, and none.
+    image = torch.tensor([[[[0.05, 0.5, -0.4, 0.0]], [[0.02, 0.0, 0.2, 0.0]], [[-0.08, 0.0, 0.0, 0.0]]]])
+    out = soft_threshold_change(image, base, 0.1)
+    # Below 0.1 everywhere: the base's pixel. Largest change 0.5: shrunk to 0.4, same direction.
+    torch.testing.assert_close(out[0, :, 0, 0], torch.zeros(3))
+    torch.testing.assert_close(out[0, :, 0, 1], torch.tensor([0.4, 0.0, 0.0]))
+    # Largest change 0.4 (channel 0) -> 0.3: every channel scaled by 0.75, so the colour of the change is kept.
+    torch.testing.assert_close(out[0, :, 0, 2], torch.tensor([-0.3, 0.15, 0.0]))
+    torch.testing.assert_close(out[0, :, 0, 3], torch.zeros(3))
+    # The change is taken from the base, not from zero; a threshold of 0 changes nothing.
+    torch.testing.assert_close(soft_threshold_change(image + 1, base + 1, 0.1), out + 1)
+    assert soft_threshold_change(image, base, 0.0) is image
 
 
 def test_flipped_samples_mirror_their_instruction_and_all_frames(tmp_path, tiny_model, clips):

@@ -25,6 +25,14 @@ last frame warped one step along the optical flow of the last two
 (``ip2p.shared.motion``) as one more conditioning frame, and that frame is
 then "the last frame" above: a residual model predicts the correction to
 the flow extrapolation, and composite output starts from its pixels.
+
+``correction_threshold`` (per call, in grey levels of 255; saved default):
+a soft threshold on the predicted change from that base frame (the last
+frame, or the flow-warped one). A pixel whose change (its largest over the
+colour channels) is below the threshold keeps the base's pixel; larger
+changes are shrunk by the threshold. A latent correction decodes to small
+changes everywhere, most of them noise where the base is already right;
+this keeps the base there and the model's large corrections elsewhere.
 """
 
 from pathlib import Path
@@ -49,7 +57,7 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, prediction_target: str = "frame",
                  residual_scale: float = 1.0, motion_prior: str = "none", default_inference_steps: int = 20,
                  default_guidance_scale: float = 7.5, default_image_guidance_scale: float = 1.5,
-                 default_samples_averaged: int = 1):
+                 default_samples_averaged: int = 1, default_correction_threshold: float = 0.0):
         super().__init__()
         if prediction_target not in ("frame", "residual"):
             raise ValueError(f"prediction_target must be 'frame' or 'residual', got {prediction_target!r}")
@@ -61,7 +69,8 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
                                 motion_prior=motion_prior, default_inference_steps=int(default_inference_steps),
                                 default_guidance_scale=float(default_guidance_scale),
                                 default_image_guidance_scale=float(default_image_guidance_scale),
-                                default_samples_averaged=int(default_samples_averaged))
+                                default_samples_averaged=int(default_samples_averaged),
+                                default_correction_threshold=float(default_correction_threshold))
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
@@ -91,7 +100,8 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         config = self.config
         saved = dict(num_inference_steps=config.default_inference_steps, guidance_scale=config.default_guidance_scale,
                      image_guidance_scale=config.default_image_guidance_scale,
-                     num_samples_averaged=config.default_samples_averaged, output_mode=self.default_output_mode)
+                     num_samples_averaged=config.default_samples_averaged, output_mode=self.default_output_mode,
+                     correction_threshold=config.default_correction_threshold)
         unknown = set(given) - set(saved)
         if unknown:
             raise TypeError(f"unknown sampling setting(s): {sorted(unknown)}")
@@ -119,7 +129,7 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
                  num_inference_steps: Optional[int] = None, guidance_scale: Optional[float] = None,
                  image_guidance_scale: Optional[float] = None, generator: Optional[torch.Generator] = None,
                  output_type: str = "pil", output_mode: Optional[str] = None, num_samples_averaged: Optional[int] = None,
-                 return_dict: bool = True) -> Union[ImagePipelineOutput, tuple]:
+                 correction_threshold: Optional[float] = None, return_dict: bool = True) -> Union[ImagePipelineOutput, tuple]:
         """One clip (an instruction and its frames) or a batch (lists of both).
         Settings left at None take the defaults saved with the model
         (``sampling_settings``; output_mode: ``default_output_mode``).
@@ -129,7 +139,7 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         sample, at the cost of detail where the future is uncertain."""
         settings = self.sampling_settings(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                                           image_guidance_scale=image_guidance_scale, output_mode=output_mode,
-                                          num_samples_averaged=num_samples_averaged)
+                                          num_samples_averaged=num_samples_averaged, correction_threshold=correction_threshold)
         num_inference_steps, guidance_scale, image_guidance_scale = (
             settings["num_inference_steps"], settings["guidance_scale"], settings["image_guidance_scale"])
         output_mode, num_samples_averaged = settings["output_mode"], settings["num_samples_averaged"]
@@ -140,6 +150,8 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
             raise ValueError(f"output_mode must be 'frame' or 'composite', got {output_mode!r}")
         if num_samples_averaged < 1:
             raise ValueError(f"num_samples_averaged must be at least 1, got {num_samples_averaged}")
+        if settings["correction_threshold"] < 0:
+            raise ValueError(f"correction_threshold must be at least 0, got {settings['correction_threshold']}")
         for clip in clips:
             self.check_frames(clip)
         if len({clip[0].size for clip in clips}) > 1:
@@ -170,6 +182,7 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         if output_mode == "composite":
             last_decoded = self.vae.decode(last_latent.to(self.vae.dtype) / scaling).sample
             image = (pixels[:, -1] + image - last_decoded).clamp(-1, 1)
+        image = soft_threshold_change(image, pixels[:, -1], settings["correction_threshold"] * 2 / 255)
         images = self.image_processor.postprocess(image, output_type=output_type)
         self.maybe_free_model_hooks()
         return ImagePipelineOutput(images=images) if return_dict else (images,)
@@ -191,6 +204,19 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
                 noise = neither + image_guidance_scale * (frames_only - neither) + guidance_scale * (with_text - frames_only)
             latents = self.scheduler.step(noise, timestep, latents, generator=generator).prev_sample
         return latents
+
+
+def soft_threshold_change(image: torch.Tensor, base: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``base`` plus the change ``image - base`` with each pixel's change shrunk
+    by ``threshold`` (images and threshold in [-1, 1] units, channels on dim 1):
+    a pixel's size is its largest change over the channels; below the
+    threshold it keeps ``base``, above it the change keeps its direction and
+    loses ``threshold`` of its size. A threshold of 0 returns ``image``."""
+    if threshold <= 0:
+        return image
+    change = image - base
+    size = change.abs().amax(dim=1, keepdim=True)
+    return base + change * (size - threshold).clamp(min=0) / size.clamp(min=1e-8)
 
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -29,6 +29,9 @@ VIDEO_ARGUMENTS = {"video": [
     Arg("--validation_image_guidance_scale", float, 1.5, "frame guidance scale at validation (saved as the default)"),
     Arg("--validation_samples_averaged", int, 1, "predict the mean of this many samples at validation: the expected "
                                                  "next frame, higher PSNR, less detail where uncertain (saved as the default)"),
+    Arg("--validation_correction_threshold", float, 0.0, "grey levels (of 255): predicted pixel changes from the last "
+                                                         "(or flow-warped) frame below this are dropped, larger ones "
+                                                         "shrunk by it (a soft threshold; saved as the default)"),
 ]}
 # Crops are centred unless --random_crop; the single-image --center_crop would be a second switch for the same thing.
 NOT_OFFERED = ("--center_crop",)
@@ -41,6 +44,8 @@ def parse_video_args(argv=None, description: str = __doc__):
         parser.error("--random_crop changes every epoch and cannot be cached; add --no_cache_latents")
     if args.validation_inference_steps < 1 or args.validation_samples_averaged < 1:
         parser.error("--validation_inference_steps and --validation_samples_averaged must be at least 1")
+    if args.validation_correction_threshold < 0:
+        parser.error("--validation_correction_threshold must be at least 0 (grey levels of 255)")
     return args
 
 
@@ -82,7 +87,8 @@ def video_task(args):
         pipeline_kwargs=dict(motion_prior=args.motion_prior, default_inference_steps=args.validation_inference_steps,
                              default_guidance_scale=args.validation_guidance_scale,
                              default_image_guidance_scale=args.validation_image_guidance_scale,
-                             default_samples_averaged=args.validation_samples_averaged),
+                             default_samples_averaged=args.validation_samples_averaged,
+                             default_correction_threshold=args.validation_correction_threshold),
         objective=OBJECTIVES[args.prediction_target].from_args(args),
         validation_images=validation_images if held_out is not None and args.num_validation_images > 0 else None,
         unet_folder=args.custom_unet_path,
