@@ -117,6 +117,18 @@ def test_mirror_instruction_swaps_direction_words_only():
     assert mirror_instruction("dropping a pen onto the table; the leftover brightness") == "dropping a pen onto the table; the leftover brightness"
 
 
+def test_training_timesteps_start_at_min_train_timestep():
+    from diffusers import DDPMScheduler
+
+    from ip2p.training.objectives import draw_timesteps
+
+    scheduler = DDPMScheduler()
+    drawn = draw_timesteps(scheduler, 4000, torch.Generator().manual_seed(0), "cpu")
+    assert drawn.min() < 100 and drawn.max() == 999  # the whole schedule by default
+    high = draw_timesteps(scheduler, 4000, torch.Generator().manual_seed(0), "cpu", minimum=900)
+    assert high.min() == 900 and high.max() == 999
+
+
 def test_the_denoising_target_follows_the_prediction_type():
     from diffusers import DDPMScheduler
 

@@ -240,6 +240,8 @@ def test_bad_video_inputs_end_in_one_clear_line(tmp_path, tiny_model, clips):
          "training sample 1 ('cover object number 1'): cannot read an image"),
         (train_video(tmp_path, tiny_model, clips / "processed", "o4", "--max_train_steps", 1, "--random_crop"),
          "cannot be cached"),
+        (train_video(tmp_path, tiny_model, clips / "processed", "o5", "--max_train_steps", 1, "--min_train_timestep", 1000),
+         "--min_train_timestep 1000: the schedule has 1000 timesteps; give a smaller value"),
     ]
     for done, message in cases:
         assert done.returncode != 0

@@ -69,6 +69,10 @@ SHARED_ARGUMENTS = {
                                             "regression to the expected next frame); default: the base model's "
                                             "scheduler. Saved with the model",
             choices=("epsilon", "v_prediction", "sample")),
+        Arg("--min_train_timestep", int, 0, "train only on noise levels t >= this (of the schedule's 1000 steps): a "
+                                            "sample-predicting model sampled with one DDIM step, which starts at "
+                                            "t = 999, uses only the high end (900 for learn_synthetic.sh); sampling "
+                                            "such a model with many steps asks it about noise levels it never saw"),
     ],
     "optimisation": [
         Arg("--learning_rate", float, 1e-4, "learning rate after warm-up"),
@@ -170,6 +174,8 @@ def parse_training_args(parser: argparse.ArgumentParser, argv=None) -> argparse.
         args.non_ema_revision = args.revision
     if not 0.0 <= args.conditioning_dropout_prob <= 1.0 / 3.0:
         parser.error("--conditioning_dropout_prob must be between 0 and 1/3 (three disjoint cases share it)")
+    if args.min_train_timestep < 0:
+        parser.error("--min_train_timestep must be at least 0")
     for name in ("train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "resolution"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")

@@ -88,6 +88,11 @@ class ResidualObjective:
 OBJECTIVES = {"frame": FrameObjective, "residual": ResidualObjective}  # --prediction_target
 
 
+def draw_timesteps(scheduler, batch_size: int, generator, device, minimum: int = 0) -> torch.Tensor:
+    """A micro-batch's training noise levels: uniform over ``minimum`` (--min_train_timestep) to the schedule's last."""
+    return torch.randint(minimum, scheduler.config.num_train_timesteps, (batch_size,), generator=generator, device=device)
+
+
 def denoising_target(scheduler, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
     """What the UNet's output is compared with, by the scheduler's ``prediction_type`` (--prediction_type):
     the noise (epsilon), the velocity (v_prediction) or the clean latents themselves (sample)."""

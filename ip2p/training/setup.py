@@ -110,6 +110,9 @@ def configure_models(args, models, accelerator) -> torch.dtype:
     models.unet.train()
     if args.prediction_type:  # the saved pipeline's sampler is built from this config, so it inherits the choice
         models.noise_scheduler.register_to_config(prediction_type=args.prediction_type)
+    if args.min_train_timestep >= models.noise_scheduler.config.num_train_timesteps:
+        raise UserError(f"--min_train_timestep {args.min_train_timestep}: the schedule has "
+                        f"{models.noise_scheduler.config.num_train_timesteps} timesteps; give a smaller value")
     if args.gradient_checkpointing:
         models.unet.enable_gradient_checkpointing()
     apply_unet_speed_options(models.unet, args)

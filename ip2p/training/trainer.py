@@ -32,7 +32,7 @@ from .args import ResolvedArgs, save_args
 from .caches import build_prompt_table, fill_latent_cache
 from .checkpoints import TrainState, find_checkpoint, list_checkpoints, load_checkpoint, remove_partial_checkpoints, save_checkpoint
 from .conditioning import apply_conditioning_dropout, conditioning_dropout_masks
-from .objectives import FrameObjective, denoising_target
+from .objectives import FrameObjective, denoising_target, draw_timesteps
 from .run_logger import RunLogger
 from .saving import check_replicas_in_sync, inference_pipeline, push_pipeline, save_pipeline, unwrap
 from .setup import configure_models, init_run, make_optimization
@@ -232,7 +232,7 @@ class Trainer:
         target_latents, condition_latents = self.latents(batch)
         batch_size = target_latents.shape[0]
         noise = torch.randn(target_latents.shape, generator=generator, device=device, dtype=target_latents.dtype)
-        timesteps = torch.randint(0, models.noise_scheduler.config.num_train_timesteps, (batch_size,), generator=generator, device=device)
+        timesteps = draw_timesteps(models.noise_scheduler, batch_size, generator, device, self.args.min_train_timestep)
         noisy_latents = models.noise_scheduler.add_noise(target_latents, noise, timesteps)
         text = self.text_embeddings(batch)
         drop_text, drop_image = conditioning_dropout_masks(batch_size, self.args.conditioning_dropout_prob, generator, device)
