@@ -181,8 +181,10 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         image = self.vae.decode(latents.to(self.vae.dtype) / scaling).sample
         if output_mode == "composite":
             last_decoded = self.vae.decode(last_latent.to(self.vae.dtype) / scaling).sample
-            image = (pixels[:, -1] + image - last_decoded).clamp(-1, 1)
-        image = soft_threshold_change(image, pixels[:, -1], settings["correction_threshold"] * 2 / 255)
+            image = pixels[:, -1] + image - last_decoded
+        # The change is measured on the image as it will be shown: a decoded value beyond [-1, 1] would
+        # otherwise count as a change larger than any threshold (255 grey levels = 2 units here).
+        image = soft_threshold_change(image.clamp(-1, 1), pixels[:, -1], settings["correction_threshold"] * 2 / 255)
         images = self.image_processor.postprocess(image, output_type=output_type)
         self.maybe_free_model_hooks()
         return ImagePipelineOutput(images=images) if return_dict else (images,)
