@@ -7,8 +7,7 @@
 # evaluate.py on the held-out clips (one DDIM step: the model's estimate of
 # the expected correction, soft-thresholded at 6 grey levels) against flow
 # extrapolation, copy-last and the VAE rows (every row's predictions saved as
-# PNG) -> loss curve. Prints the
-# table and the wall time of each stage.
+# PNG) -> loss curve. Prints the table and the wall time of each stage.
 #   bash benchmarks/learn_synthetic.sh [SEED]      (outputs in learn_synthetic_out/seed-SEED)
 #   RAW_DATA=DIR bash benchmarks/learn_synthetic.sh [SEED]
 #       the same chain on your own raw root (numbered layout, train/ and val/), no generation

@@ -3,9 +3,7 @@ the one saved with it at training time, and the one ``evaluate.py --sampler``
 asks for. Both go through ``make_sampler``, so each sampler is set up once.
 Also the sampling flags predict.py and evaluate.py share."""
 
-import argparse
-
-from ..shared.cli import UserError
+from ..shared.cli import UserError, at_least
 
 SAMPLERS = ("ddim", "euler_ancestral")
 
@@ -43,19 +41,6 @@ def use_sampler(pipeline, name: str) -> None:
 
 SAMPLING_FLAGS = ("num_inference_steps", "guidance_scale", "image_guidance_scale", "output_mode", "num_samples_averaged",
                   "correction_threshold")
-
-
-def at_least(minimum, kind=int):
-    """An argparse ``type``: ``kind`` of the flag's text, refused (one usage line) below ``minimum``."""
-    def convert(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
-        return value
-    return convert
 
 
 def add_sampling_arguments(parser) -> None:

@@ -42,6 +42,19 @@ def make_parser(description: str) -> argparse.ArgumentParser:
     )
 
 
+def at_least(minimum, kind=int):
+    """An argparse ``type``: ``kind`` of the flag's text, refused (one usage line) below ``minimum``."""
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+    return convert
+
+
 class _DropTorchvisionAdvice(logging.Filter):
     # transformers advises installing torchvision whenever diffusers imports
     # CLIPImageProcessor; this project must never install it (no working CPU
