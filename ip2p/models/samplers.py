@@ -6,6 +6,7 @@ Also the sampling flags predict.py and evaluate.py share."""
 from ..shared.cli import UserError, at_least
 
 SAMPLERS = ("ddim", "euler_ancestral")
+OUTPUT_MODES = ("frame", "composite", "blend")  # the pipeline's (ip2p.models.video_pipeline)
 
 
 def make_sampler(name: str, config):
@@ -49,8 +50,11 @@ def add_sampling_arguments(parser) -> None:
     parser.add_argument("--num-inference-steps", type=at_least(1), default=None, help=f"denoising steps ({saved})")
     parser.add_argument("--guidance-scale", type=float, default=None, help=f"text guidance scale ({saved})")
     parser.add_argument("--image-guidance-scale", type=float, default=None, help=f"frame guidance scale ({saved})")
-    parser.add_argument("--output-mode", choices=["frame", "composite"], default=None,
-                        help="frame, or composite (last frame + decoded change) (default: composite for residual models)")
+    parser.add_argument("--output-mode", choices=OUTPUT_MODES, default=None,
+                        help="frame (the decoded prediction); composite (last, or flow-warped, frame + decoded change); "
+                             "blend (per pixel, the composite on whichever of the flow-warped and the last frame the "
+                             "prediction agrees with; flow motion prior only) (default: blend for residual models with the "
+                             "flow prior, composite for other residual models, else frame)")
     parser.add_argument("--num-samples-averaged", type=at_least(1), default=None, metavar="K",
                         help="predict the mean of K samples per clip (the expected next frame: higher PSNR, less detail "
                              f"where the future is uncertain; K times the sampling time; {saved})")

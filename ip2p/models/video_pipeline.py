@@ -26,9 +26,21 @@ last frame warped one step along the optical flow of the last two
 then "the last frame" above: a residual model predicts the correction to
 the flow extrapolation, and composite output starts from its pixels.
 
+``output_mode="blend"`` (the default of a residual model with the flow
+prior) does not trust either base everywhere: constant-velocity flow is
+wrong where motion changes (an object that lands, stops or turns), and there
+the last observed frame is often the better base. Per pixel it blends the two
+composites, flow-warped + its correction and last observed + its correction,
+weighted by which base the predicted frame agrees with: the one needing the
+smaller decoded correction, measured over a window of about two latent cells
+(``2 x vae_scale_factor - 1`` pixels) and compared softly (a sigmoid of the
+difference over ``BLEND_SOFTNESS`` grey levels). The decoded prediction is
+too blurry to draw a moved object sharply, but sharp enough to say which of
+two sharp frames has it in the right place.
+
 ``correction_threshold`` (per call, in grey levels of 255; saved default):
 a soft threshold on the predicted change from that base frame (the last
-frame, or the flow-warped one). A pixel whose change (its largest over the
+frame, the flow-warped one, or their blend). A pixel whose change (its largest over the
 colour channels) is below the threshold keeps the base's pixel; larger
 changes are shrunk by the threshold. A latent correction decodes to small
 changes everywhere, most of them noise where the base is already right;
@@ -40,6 +52,7 @@ from typing import List, Optional, Union
 
 import PIL.Image
 import torch
+import torch.nn.functional as F
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
@@ -47,8 +60,11 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..shared.motion import flow_extrapolate
 from .files import require_pipeline_folder
 from .latents import encode_moments
+from .samplers import OUTPUT_MODES
 from .text import encode_prompts
 from .widening import LATENT_CHANNELS
+
+BLEND_SOFTNESS = 6.0  # grey levels of 255: output_mode "blend" weighs its two bases by a sigmoid over this scale
 
 
 class VideoInstructPix2PixPipeline(DiffusionPipeline):
@@ -92,8 +108,10 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
 
     @property
     def default_output_mode(self) -> str:
-        """Composite for a model that predicts the change, the decoded frame otherwise."""
-        return "composite" if self.config.prediction_target == "residual" else "frame"
+        """For a model that predicts the change: blend with the flow prior, composite without; else the decoded frame."""
+        if self.config.prediction_target != "residual":
+            return "frame"
+        return "blend" if self.config.motion_prior == "flow" else "composite"
 
     def sampling_settings(self, **given) -> dict:
         """The call's sampling keywords: those ``given`` (not None), else the saved defaults."""
@@ -146,8 +164,11 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         prompts, clips = ([prompt], [frames]) if isinstance(prompt, str) else (list(prompt), list(frames))
         if len(prompts) != len(clips):
             raise ValueError(f"got {len(prompts)} instructions for {len(clips)} clips")
-        if output_mode not in ("frame", "composite"):
-            raise ValueError(f"output_mode must be 'frame' or 'composite', got {output_mode!r}")
+        if output_mode not in OUTPUT_MODES:
+            raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
+        if output_mode == "blend" and self.config.motion_prior != "flow":
+            raise ValueError("output_mode 'blend' chooses between the flow-warped and the last frame: it needs a model "
+                             "trained with motion_prior 'flow'; use 'composite'")
         if num_samples_averaged < 1:
             raise ValueError(f"num_samples_averaged must be at least 1, got {num_samples_averaged}")
         if settings["correction_threshold"] < 0:
@@ -178,13 +199,17 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         last_latent = frame_latents[:, -1] * scaling
         if self.config.prediction_target == "residual":
             latents = last_latent + self.config.residual_scale * latents
-        image = self.vae.decode(latents.to(self.vae.dtype) / scaling).sample
+        decode = lambda latent: self.vae.decode(latent.to(self.vae.dtype) / scaling).sample  # noqa: E731
+        image, base = decode(latents), pixels[:, -1]
         if output_mode == "composite":
-            last_decoded = self.vae.decode(last_latent.to(self.vae.dtype) / scaling).sample
-            image = pixels[:, -1] + image - last_decoded
+            image = base + image - decode(last_latent)
+        elif output_mode == "blend":  # base: the flow-warped frame; the last observed one is the frame before it
+            base, image = blend_composites(base, image - decode(last_latent), pixels[:, -2],
+                                           image - decode(frame_latents[:, -2] * scaling),
+                                           window=2 * self.vae_scale_factor - 1, softness=BLEND_SOFTNESS * 2 / 255)
         # The change is measured on the image as it will be shown: a decoded value beyond [-1, 1] would
         # otherwise count as a change larger than any threshold (255 grey levels = 2 units here).
-        image = soft_threshold_change(image.clamp(-1, 1), pixels[:, -1], settings["correction_threshold"] * 2 / 255)
+        image = soft_threshold_change(image.clamp(-1, 1), base, settings["correction_threshold"] * 2 / 255)
         images = self.image_processor.postprocess(image, output_type=output_type)
         self.maybe_free_model_hooks()
         return ImagePipelineOutput(images=images) if return_dict else (images,)
@@ -206,6 +231,24 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
                 noise = neither + image_guidance_scale * (frames_only - neither) + guidance_scale * (with_text - frames_only)
             latents = self.scheduler.step(noise, timestep, latents, generator=generator).prev_sample
         return latents
+
+
+def blend_composites(first: torch.Tensor, first_change: torch.Tensor, second: torch.Tensor, second_change: torch.Tensor,
+                     window: int, softness: float):
+    """(base, composite): two candidate composites, ``first + first_change``
+    and ``second + second_change`` (images ``(B, 3, H, W)`` in [-1, 1] units),
+    blended per pixel by a weight on the first of
+    ``sigmoid((size(second_change) - size(first_change)) / softness)``, where a
+    change's size is its largest over the channels averaged over a ``window``
+    x ``window`` neighbourhood (odd): the base that needs the smaller
+    correction there wins. ``base`` is the same blend of the two bases."""
+    def size(change):
+        largest = change.abs().amax(dim=1, keepdim=True)
+        return F.avg_pool2d(largest, window, stride=1, padding=window // 2, count_include_pad=False)
+
+    weight = torch.sigmoid((size(second_change) - size(first_change)) / softness)
+    base = weight * first + (1 - weight) * second
+    return base, base + weight * first_change + (1 - weight) * second_change
 
 
 def soft_threshold_change(image: torch.Tensor, base: torch.Tensor, threshold: float) -> torch.Tensor:
