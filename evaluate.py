@@ -17,7 +17,7 @@ with the model at training time.
 import sys
 from pathlib import Path
 
-from ip2p.models.samplers import SAMPLERS, add_sampling_arguments, sampling_keywords, use_sampler
+from ip2p.models.samplers import SAMPLERS, add_sampling_arguments, chosen_settings, use_sampler
 from ip2p.shared.cli import make_parser, run_main
 
 
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     pipeline = load_video_pipeline(args.model, device, dtype)
     use_sampler(pipeline, args.sampler)
     resolution = args.resolution or model_resolution(args.model)
-    settings = pipeline.sampling_settings(**sampling_keywords(args))
+    settings = chosen_settings(pipeline, args)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     meta = {"model": str(args.model), "data": str(args.data), "split": args.split, "resolution": resolution,
             "settings": {**settings, "seed": args.seed, "sampler": type(pipeline.scheduler).__name__}}

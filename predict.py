@@ -14,7 +14,7 @@ the model at training time.
 import sys
 from pathlib import Path
 
-from ip2p.models.samplers import add_sampling_arguments, sampling_keywords
+from ip2p.models.samplers import add_sampling_arguments, chosen_settings
 from ip2p.shared.cli import UserError, make_parser, run_main
 
 
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         raise UserError("no instruction: pass --instruction \"...\" (or put it in the clip's label.txt)")
     resolution = args.resolution or model_resolution(args.model)
     frames = [ImageOps.fit(frame, (resolution, resolution)) for frame in frames]
-    settings = pipeline.sampling_settings(**sampling_keywords(args))
+    settings = chosen_settings(pipeline, args)
     try:
         predicted = pipeline.rollout(instruction, frames, args.num_future_frames,
                                      generator=torch.Generator(device=device).manual_seed(args.seed), **settings)

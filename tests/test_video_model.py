@@ -140,6 +140,10 @@ def test_trained_model_predicts_through_the_pipeline_and_predict_py(tmp_path, ti
     np.testing.assert_allclose(kept, np.asarray(frames[-1], dtype=np.float32) / 255, atol=1 / 255)
     assert np.abs(np.asarray(image, dtype=np.float32) / 255 - kept).max() > 2 / 255  # the unthresholded one differs
 
+    # Blending with the flow-warped frame needs a model trained with it.
+    with pytest.raises(ValueError, match="needs a model trained with --motion_prior flow"):
+        pipeline("move it", frames, output_mode="blend")
+
     # A rollout: each prediction joins the observed window of the next step.
     seen, check = [], pipeline.check_frames
     pipeline.check_frames = lambda clip: (seen.append(list(clip)), check(clip))
@@ -173,6 +177,9 @@ def test_trained_model_predicts_through_the_pipeline_and_predict_py(tmp_path, ti
     done = run_script("predict.py", "--model", tmp_path / "out", "--dataset", clips / "processed", "--index", 0,
                       "--resolution", 32, "--num-inference-steps", 2, "--output-dir", "pred2", cwd=tmp_path)
     assert done.returncode == 0 and "'move object number 0'" in done.stdout
+    done = run_script("predict.py", "--model", tmp_path / "out", "--video", clips / "raw/val/move_object/video_0",
+                      "--instruction", "x", "--output-mode", "blend", cwd=tmp_path)
+    assert done.returncode != 0 and "--motion_prior flow; use 'composite'" in done.stderr and "Traceback" not in done.stderr
     short = tmp_path / "short_clip"
     write_clip(short, num_frames=5)
     done = run_script("predict.py", "--model", tmp_path / "out", "--video", short, "--instruction", "x", cwd=tmp_path)
@@ -196,6 +203,28 @@ def test_correction_threshold_drops_small_changes_and_shrinks_large_ones():
     # The change is taken from the base, not from zero; a threshold of 0 changes nothing.
     torch.testing.assert_close(soft_threshold_change(image + 1, base + 1, 0.1), out + 1)
     assert soft_threshold_change(image, base, 0.0) is image
+
+
+def test_blend_takes_each_pixel_from_the_base_the_prediction_agrees_with():
+    from ip2p.models.video_pipeline import blend_composites
+
+    first, second = torch.zeros(1, 3, 4, 6), torch.ones(1, 3, 4, 6)
+    # The prediction is near the first base on the left half (small change from it, large from the second)
+    # and near the second on the right half.
+    first_change, second_change = torch.full_like(first, 0.05), torch.full_like(first, -0.9)
+    first_change[..., 3:], second_change[..., 3:] = 0.9, -0.05
+    base, out = blend_composites(first, first_change, second, second_change, window=1, softness=0.01)
+    torch.testing.assert_close(base[..., :3], first[..., :3])
+    torch.testing.assert_close(base[..., 3:], second[..., 3:])
+    torch.testing.assert_close(out[..., :3], first[..., :3] + 0.05)  # each composite keeps its own correction
+    torch.testing.assert_close(out[..., 3:], second[..., 3:] - 0.05)
+    # Equal needs: an even blend of the two composites. A window outvotes one pixel that disagrees with its neighbours.
+    base, out = blend_composites(first, first_change.abs(), second, first_change.abs(), window=1, softness=0.01)
+    torch.testing.assert_close(base, torch.full_like(first, 0.5))
+    second_change[..., 1, 1] = 0.0
+    alone, _ = blend_composites(first, first_change, second, second_change, window=1, softness=0.01)
+    voted, _ = blend_composites(first, first_change, second, second_change, window=3, softness=0.01)
+    assert alone[0, 0, 1, 1] > 0.99 and voted[0, 0, 1, 1] < 0.01
 
 
 def test_flipped_samples_mirror_their_instruction_and_all_frames(tmp_path, tiny_model, clips):
@@ -301,3 +330,17 @@ def test_motion_prior_trains_from_the_cache_saves_itself_and_needs_no_flag_later
                       "--num-inference-steps", 1, "--output-dir", "eval", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| flow_extrapolation |" in done.stdout
+    assert json.loads((tmp_path / "eval/metrics.json").read_text())["settings"]["output_mode"] == "blend"  # its default
+
+    # Composite output starts from the flow-warped frame; blend from a per-pixel mix of it and the last frame.
+    from ip2p.models.video_pipeline import VideoInstructPix2PixPipeline
+    from ip2p.shared.motion import flow_extrapolate
+
+    pipeline = VideoInstructPix2PixPipeline.from_pretrained(str(tmp_path / "cached"))
+    frames = [Image.open(clips / f"raw/val/move_object/video_0/{i:02d}.jpg") for i in range(20)]
+    last, flow = (np.asarray(image, dtype=np.float32) / 255 for image in (frames[-1], flow_extrapolate(frames)))
+    assert np.abs(last - flow).max() > 0.1  # the object moves: the two bases differ
+    kept = {mode: pipeline("move it", frames, num_inference_steps=1, correction_threshold=255, output_mode=mode,
+                           output_type="np").images[0] for mode in ("composite", "blend")}
+    np.testing.assert_allclose(kept["composite"], flow, atol=1 / 255)
+    assert (kept["blend"] >= np.minimum(last, flow) - 1 / 255).all() and (kept["blend"] <= np.maximum(last, flow) + 1 / 255).all()

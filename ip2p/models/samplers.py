@@ -63,6 +63,10 @@ def add_sampling_arguments(parser) -> None:
                              f"255, shrink larger ones by it ({saved})")
 
 
-def sampling_keywords(args) -> dict:
-    """The pipeline keywords of ``add_sampling_arguments``' flags (None: the saved value)."""
-    return {name: getattr(args, name) for name in SAMPLING_FLAGS}
+def chosen_settings(pipeline, args) -> dict:
+    """The pipeline's sampling keywords: ``add_sampling_arguments``' flags, the saved value for each one left
+    out; a choice the model cannot take (--output-mode blend without the flow prior) is one clear line."""
+    try:
+        return pipeline.sampling_settings(**{name: getattr(args, name) for name in SAMPLING_FLAGS})
+    except ValueError as err:
+        raise UserError(f"{args.model}: {err}") from None

@@ -114,7 +114,8 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         return "blend" if self.config.motion_prior == "flow" else "composite"
 
     def sampling_settings(self, **given) -> dict:
-        """The call's sampling keywords: those ``given`` (not None), else the saved defaults."""
+        """The call's sampling keywords: those ``given`` (not None), else the saved defaults; an output mode
+        this model cannot use is a ValueError."""
         config = self.config
         saved = dict(num_inference_steps=config.default_inference_steps, guidance_scale=config.default_guidance_scale,
                      image_guidance_scale=config.default_image_guidance_scale,
@@ -123,7 +124,13 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         unknown = set(given) - set(saved)
         if unknown:
             raise TypeError(f"unknown sampling setting(s): {sorted(unknown)}")
-        return {key: given[key] if given.get(key) is not None else value for key, value in saved.items()}
+        settings = {key: given[key] if given.get(key) is not None else value for key, value in saved.items()}
+        if settings["output_mode"] not in OUTPUT_MODES:
+            raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {settings['output_mode']!r}")
+        if settings["output_mode"] == "blend" and config.motion_prior != "flow":
+            raise ValueError("output mode 'blend' chooses between the flow-warped and the last frame: it needs a model "
+                             "trained with --motion_prior flow; use 'composite'")
+        return settings
 
     def rollout(self, prompt: Union[str, List[str]], frames, num_future_frames: int,
                 generator: Optional[torch.Generator] = None, **settings):
@@ -164,11 +171,6 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         prompts, clips = ([prompt], [frames]) if isinstance(prompt, str) else (list(prompt), list(frames))
         if len(prompts) != len(clips):
             raise ValueError(f"got {len(prompts)} instructions for {len(clips)} clips")
-        if output_mode not in OUTPUT_MODES:
-            raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
-        if output_mode == "blend" and self.config.motion_prior != "flow":
-            raise ValueError("output_mode 'blend' chooses between the flow-warped and the last frame: it needs a model "
-                             "trained with motion_prior 'flow'; use 'composite'")
         if num_samples_averaged < 1:
             raise ValueError(f"num_samples_averaged must be at least 1, got {num_samples_averaged}")
         if settings["correction_threshold"] < 0:
