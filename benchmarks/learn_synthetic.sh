@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Proof-of-learning run on a 2-core CPU, no GPU or network (about 15 minutes on
-# a 2-core Intel Xeon, 28 on a slower 2-core AMD EPYC; README, "Proof of learning"):
+# a 2-core Intel Xeon, 29-30 on a slower 2-core AMD EPYC; README, "Proof of learning"):
 # synthetic clips -> tiny model with a fitted VAE (4x downsampling, so 64x64
 # frames give 16x16 latents) -> 20-frame video model trained on the residual
 # objective with the flow motion prior, on noise levels 900-999 only ->
