@@ -13,7 +13,7 @@
 #   bash benchmarks/learn_synthetic.sh [SEED]      (outputs in learn_synthetic_out/seed-SEED)
 #   RAW_DATA=DIR bash benchmarks/learn_synthetic.sh [SEED]
 #       the same chain on your own raw root (numbered layout, train/ and val/), no generation
-#   PYTHON=python3 ...   the interpreter; STEPS=N training steps; OUT=DIR output root
+#   PYTHON=python3 ...   the interpreter; STEPS=N training steps (1200); VAE_STEPS=N VAE fit steps (600); OUT=DIR output root
 #   MOTION_PRIOR=none    train without the flow-warped conditioning frame (default: flow)
 #   PREDICTION_TYPE=epsilon        what the UNet predicts (default: sample, the clean correction; or v_prediction)
 #   SET=easy             the first synthetic set (flat shapes, still camera, PNG) instead of the harder one
@@ -23,6 +23,7 @@ cd "$(dirname "$0")/.."
 SEED="${1:-0}"
 OUT="${OUT:-learn_synthetic_out}/seed-$SEED"
 STEPS="${STEPS:-1200}"
+VAE_STEPS="${VAE_STEPS:-600}"
 MOTION_PRIOR="${MOTION_PRIOR:-flow}"
 PREDICTION_TYPE="${PREDICTION_TYPE:-sample}"
 SET="${SET:-hard}"
@@ -53,7 +54,7 @@ fi
 "$python" make_dataset.py --data-root "$raw" --output-dir "$OUT/processed" >> "$OUT/data.log" 2>&1 \
     || { tail -3 "$OUT/data.log" >&2; exit 2; }
 stage "tiny model, VAE fitted on the training frames"
-"$python" download_model.py --tiny --seed "$SEED" --local-dir "$OUT/tiny" --fit-vae-frames "$raw/train" --fit-vae-steps 600 \
+"$python" download_model.py --tiny --seed "$SEED" --local-dir "$OUT/tiny" --fit-vae-frames "$raw/train" --fit-vae-steps "$VAE_STEPS" \
     --vae-channels 32,64,64 --unet-channels 64,128 > "$OUT/tiny.log" 2>&1
 grep "fitted" "$OUT/tiny.log"
 stage "training the 20-frame model ($STEPS steps, motion prior: $MOTION_PRIOR)"
