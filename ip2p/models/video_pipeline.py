@@ -142,7 +142,7 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
             raise ValueError(f"num_future_frames must be at least 1, got {num_future_frames}")
         single = isinstance(prompt, str)
         prompts, windows = ([prompt], [list(frames)]) if single else (list(prompt), [list(clip) for clip in frames])
-        if num_future_frames > 1 and self.sampling_settings(**settings)["output_mode"] == "blend":
+        if num_future_frames > 1 and (settings.get("output_mode") or self.default_output_mode) == "blend":
             # A blended frame stops motion where it takes the last frame; fed back, the next step's flow sees
             # less motion, and the loss compounds (README, "On the harder set": 0.3 dB at t+4 even with only
             # the first step blended, 1 dB with every step), so a rollout keeps the flow-warped base.
