@@ -89,6 +89,8 @@ def main(argv=None) -> int:
     use_sampler(pipeline, args.sampler)
     resolution = args.resolution or model_resolution(args.model)
     settings = chosen_settings(pipeline, args)
+    if args.horizon:  # what the rollouts sample with, so that metrics.json records it
+        settings = pipeline.rollout_settings(args.horizon, settings)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     meta = {"model": str(args.model), "data": str(args.data), "split": args.split, "resolution": resolution,
             "settings": {**settings, "seed": args.seed, "sampler": type(pipeline.scheduler).__name__}}

@@ -132,21 +132,27 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
                              "trained with --motion_prior flow; use 'composite'")
         return settings
 
+    def rollout_settings(self, num_future_frames: int, settings: dict) -> dict:
+        """The keywords a rollout of ``num_future_frames`` calls with: ``settings``, except that a rollout of more
+        than one frame composites where blend was asked for (given, or the model's default). A blended frame
+        stops motion where it takes the last frame; fed back, the next step's flow sees less motion, and the loss
+        compounds (README, "On the harder set": 0.3 dB at t+4 even with only the first step blended, 1 dB with
+        every step), so a rollout keeps the flow-warped base."""
+        if num_future_frames > 1 and (settings.get("output_mode") or self.default_output_mode) == "blend":
+            return dict(settings, output_mode="composite")
+        return settings
+
     def rollout(self, prompt: Union[str, List[str]], frames, num_future_frames: int,
                 generator: Optional[torch.Generator] = None, **settings):
         """Predict ``num_future_frames`` frames, each prediction joining the
         observed window for the next (a rollout of more than one frame
-        composites instead of blending; see below). One clip: the list of predicted frames;
+        composites instead of blending: ``rollout_settings``). One clip: the list of predicted frames;
         a batch (lists of prompts and clips): a list per step of one frame per clip."""
         if num_future_frames < 1:
             raise ValueError(f"num_future_frames must be at least 1, got {num_future_frames}")
         single = isinstance(prompt, str)
         prompts, windows = ([prompt], [list(frames)]) if single else (list(prompt), [list(clip) for clip in frames])
-        if num_future_frames > 1 and (settings.get("output_mode") or self.default_output_mode) == "blend":
-            # A blended frame stops motion where it takes the last frame; fed back, the next step's flow sees
-            # less motion, and the loss compounds (README, "On the harder set": 0.3 dB at t+4 even with only
-            # the first step blended, 1 dB with every step), so a rollout keeps the flow-warped base.
-            settings = dict(settings, output_mode="composite")
+        settings = self.rollout_settings(num_future_frames, settings)
         steps = []
         for _ in range(num_future_frames):
             predicted = self(prompts, [window[-self.num_frames:] for window in windows], generator=generator, **settings).images
