@@ -32,6 +32,9 @@ def parse_args(argv):
     parser.add_argument("--fit-vae-frames", type=Path, default=None,
                         help="with --tiny: fit the tiny VAE on the images under this folder so it can encode real frames")
     parser.add_argument("--fit-vae-steps", type=int, default=600, help="optimizer steps of that fit")
+    parser.add_argument("--fit-vae-crop", type=int, default=32,
+                        help="side in pixels of the random square crops the fit trains on (whole frames when they are "
+                             "no larger); a multiple of the VAE's downsampling")
     parser.add_argument("--unet-channels", default="32,64", help="with --tiny: UNet block widths")
     parser.add_argument("--vae-channels", default="8,16,16,16", help="with --tiny: VAE block widths (4 blocks: 8x downsampling)")
     return parser.parse_args(argv)
@@ -46,7 +49,7 @@ def main(argv=None) -> int:
         local_dir = args.local_dir or TINY_MODEL_DIR
         with atomic_output_dir(local_dir, is_ours=lambda p: (p / "model_index.json").is_file()) as staging:
             save_tiny_pipeline(staging, args.seed, channel_list(args.unet_channels), channel_list(args.vae_channels),
-                               args.fit_vae_frames, args.fit_vae_steps)
+                               args.fit_vae_frames, args.fit_vae_steps, args.fit_vae_crop)
     else:
         local_dir = args.local_dir or REAL_MODEL_DIR
         endpoint = resolve_endpoint(args.endpoint)

@@ -302,3 +302,22 @@ def test_fitting_the_tiny_vae_makes_it_reconstruct_frames(synthetic, tmp_path):
         pipeline = StableDiffusionInstructPix2PixPipeline.from_pretrained(str(tmp_path / name))
         quality[name] = np.mean(image_metrics(vae_roundtrip(pipeline, frames), frames)["psnr"])
     assert quality["fitted"] > quality["random"] + 3  # dB; about +4 after 150 steps
+
+
+def test_the_vae_fit_trains_on_random_windows_of_the_frames(tmp_path):
+    from ip2p.models.vae_fit import random_crops
+
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    crops = random_crops(images, 4, torch.Generator().manual_seed(0))
+    assert crops.shape == (2, 3, 4, 4)
+    for image, crop in zip(images, crops):
+        top, left = divmod(int(crop[0, 0, 0] - image[0, 0, 0]), 8)
+        assert torch.equal(crop, image[:, top:top + 4, left:left + 4])
+    assert random_crops(images, 8, torch.Generator()) is images
+    (tmp_path / "frames").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "frames/0.png")
+    done = run_script("download_model.py", "--tiny", "--local-dir", "odd", "--fit-vae-frames", tmp_path / "frames",
+                      "--fit-vae-crop", 12, cwd=tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "crop size 12 must be a multiple of the VAE's 8x downsampling" in done.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "odd").exists()
