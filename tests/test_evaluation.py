@@ -313,6 +313,9 @@ def test_the_vae_fit_trains_on_random_windows_of_the_frames(tmp_path):
     for image, crop in zip(images, crops):
         top, left = divmod(int(crop[0, 0, 0] - image[0, 0, 0]), 8)
         assert torch.equal(crop, image[:, top:top + 4, left:left + 4])
+    generator = torch.Generator().manual_seed(1)
+    corners = {int(random_crops(images, 4, generator)[0, 0, 0, 0]) for _ in range(20)}
+    assert len(corners) > 5  # of the 25 places a 4-pixel window has in 8 pixels
     assert random_crops(images, 8, torch.Generator()) is images
     (tmp_path / "frames").mkdir()
     Image.new("RGB", (64, 64)).save(tmp_path / "frames/0.png")

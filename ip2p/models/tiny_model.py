@@ -78,7 +78,9 @@ def save_tiny_pipeline(output_dir: Path, seed: int = 0, unet_channels=(32, 64), 
     if fit_frames is not None:
         from .vae_fit import fit_vae, load_frames
 
-        quality, scaling = fit_vae(pipeline.vae, load_frames(fit_frames, 4000, seed), fit_steps, seed=seed, crop_size=fit_crop)
-        print(f"tiny VAE fitted on {fit_frames} for {fit_steps} steps on {fit_crop}-pixel crops: held-out reconstruction {quality:.2f} dB PSNR, "
+        frames = load_frames(fit_frames, 4000, seed)
+        quality, scaling = fit_vae(pipeline.vae, frames, fit_steps, seed=seed, crop_size=fit_crop)
+        seen = "whole frames" if fit_crop >= max(frames.shape[-2:]) else f"random {fit_crop}-pixel crops"
+        print(f"tiny VAE fitted on {fit_frames} for {fit_steps} steps on {seen}: held-out reconstruction {quality:.2f} dB PSNR, "
               f"scaling factor {scaling:.4f}")
     pipeline.save_pretrained(str(output_dir), safe_serialization=True)
