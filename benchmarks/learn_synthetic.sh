@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Proof-of-learning run on a 2-core CPU, no GPU or network (13 to 15 minutes on a
-# 2-core AMD EPYC; README, "Proof of learning"):
+# Proof-of-learning run on a 2-core CPU, no GPU or network (13 to 18 minutes on a
+# 2-core AMD EPYC, whose speed varies; README, "Proof of learning"):
 # synthetic clips -> tiny model with a VAE fitted on 32-pixel crops of the
 # training frames (4x downsampling, so 64x64 frames give 16x16 latents) ->
 # 20-frame video model trained on the residual objective with the flow motion
