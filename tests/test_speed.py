@@ -132,8 +132,8 @@ def test_throughput_benchmark_prints_every_row(tmp_path):
     output = tmp_path / "rows.json"
     done = subprocess.run([sys.executable, str(REPO / "benchmarks/throughput.py"), "--config", "tiny", "--resolution", "32",
                            "--batch-size", "2", "--steps", "1", "--warmup", "0", "--trainer-steps", "2", "--json", output],
-                          # Dynamo off: the compile rows still run (eager), without four CPU compiles (~2.5 min);
-                          # the trainer's --torch_compile is compiled for real in test_each_speed_option_trains_to_the_reference_loss.
+                          # Dynamo off: the compile rows still run (eager), without four CPU compiles; the
+                          # trainer's --torch_compile is compiled for real in test_each_speed_option_trains_...
                           cwd=tmp_path, env=dict(script_env(tmp_path), TORCHDYNAMO_DISABLE="1"), capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
