@@ -76,11 +76,11 @@ def save_tiny_pipeline(output_dir: Path, seed: int = 0, unet_channels=(32, 64), 
     """Build and save; with ``fit_frames`` (a folder) the VAE is first fitted on those frames."""
     pipeline = build_tiny_pipeline(seed, unet_channels, vae_channels)
     if fit_frames is not None:
-        from .vae_fit import fit_vae, load_frames
+        from .vae_fit import crop_covers, fit_vae, load_frames
 
         frames = load_frames(fit_frames, 4000, seed)
         quality, scaling = fit_vae(pipeline.vae, frames, fit_steps, seed=seed, crop_size=fit_crop)
-        seen = "whole frames" if fit_crop >= max(frames.shape[-2:]) else f"random {fit_crop}-pixel crops"
+        seen = "whole frames" if crop_covers(fit_crop, *frames.shape[-2:]) else f"random {fit_crop}-pixel crops"
         print(f"tiny VAE fitted on {fit_frames} for {fit_steps} steps on {seen}: held-out reconstruction {quality:.2f} dB PSNR, "
               f"scaling factor {scaling:.4f}")
     pipeline.save_pretrained(str(output_dir), safe_serialization=True)

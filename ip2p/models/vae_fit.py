@@ -39,11 +39,16 @@ def load_frames(folder: Path, max_frames: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2) / 127.5 - 1.0
 
 
+def crop_covers(size: int, height: int, width: int) -> bool:
+    """Whether a ``size`` crop takes the whole ``height`` x ``width`` image."""
+    return size >= height and size >= width
+
+
 def random_crops(batch: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
     """One ``size`` x ``size`` crop at a random place of each image; the whole
     images when they are no larger than that."""
     height, width = batch.shape[-2:]
-    if size >= height and size >= width:
+    if crop_covers(size, height, width):
         return batch
     size_y, size_x = min(size, height), min(size, width)
     tops = torch.randint(height - size_y + 1, (len(batch),), generator=generator).tolist()
