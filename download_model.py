@@ -36,6 +36,10 @@ def parse_args(argv):
                         help="side in pixels of the random square crops the fit trains on (whole frames when they are "
                              "no larger); a multiple of the VAE's downsampling")
     parser.add_argument("--unet-channels", default="32,64", help="with --tiny: UNet block widths")
+    parser.add_argument("--unet-attention", choices=("all", "mid"), default="all",
+                        help="with --tiny: where the UNet attends (self-attention and the instruction's cross-attention): "
+                             "all = the full-resolution level and the mid block; mid = the mid block only (about half "
+                             "the CPU training step)")
     parser.add_argument("--vae-channels", default="8,16,16,16", help="with --tiny: VAE block widths (4 blocks: 8x downsampling)")
     return parser.parse_args(argv)
 
@@ -49,7 +53,7 @@ def main(argv=None) -> int:
         local_dir = args.local_dir or TINY_MODEL_DIR
         with atomic_output_dir(local_dir, is_ours=lambda p: (p / "model_index.json").is_file()) as staging:
             save_tiny_pipeline(staging, args.seed, channel_list(args.unet_channels), channel_list(args.vae_channels),
-                               args.fit_vae_frames, args.fit_vae_steps, args.fit_vae_crop)
+                               args.fit_vae_frames, args.fit_vae_steps, args.fit_vae_crop, args.unet_attention)
     else:
         local_dir = args.local_dir or REAL_MODEL_DIR
         endpoint = resolve_endpoint(args.endpoint)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Proof-of-learning run on a 2-core CPU, no GPU or network (13 to 18 minutes on a
-# 2-core AMD EPYC, whose speed varies; README, "Proof of learning"):
+# Proof-of-learning run on a 2-core CPU, no GPU or network (11 minutes on a
+# 2-core AMD EPYC on a normal day, up to a third more on its slow stretches;
+# README, "Proof of learning"):
 # synthetic clips -> tiny model with a VAE fitted on 32-pixel crops of the
-# training frames (4x downsampling, so 64x64 frames give 16x16 latents) ->
+# training frames (4x downsampling, so 64x64 frames give 16x16 latents) and a
+# UNet that attends only in its mid block (8x8) ->
 # 20-frame video model trained on the residual objective with the flow motion
 # prior, clips mirrored left-right at random, on noise levels 900-999 only ->
 # evaluate.py on the held-out clips (one DDIM step: the model's estimate of
@@ -15,6 +17,8 @@
 #   RAW_DATA=DIR bash benchmarks/learn_synthetic.sh [SEED]
 #       the same chain on your own raw root (numbered layout, train/ and val/), no generation
 #   PYTHON=python3 ...   the interpreter; STEPS=N training steps (900); VAE_STEPS=N VAE fit steps (600); OUT=DIR output root
+#   LEARNING_RATE=5e-4 UNET_ATTENTION=all   the previous chain's learning rate (default 1e-3) and UNet, which also
+#                        attends at the 16x16 level (download_model.py --unet-attention; about 1.5x the time per step)
 #   MOTION_PRIOR=none    train without the flow-warped conditioning frame (default: flow)
 #   PREDICTION_TYPE=epsilon        what the UNet predicts (default: sample, the clean correction; or v_prediction)
 #   SET=easy             the first synthetic set (flat shapes, still camera, PNG) instead of the harder one
@@ -25,6 +29,8 @@ SEED="${1:-0}"
 OUT="${OUT:-learn_synthetic_out}/seed-$SEED"
 STEPS="${STEPS:-900}"
 VAE_STEPS="${VAE_STEPS:-600}"
+LEARNING_RATE="${LEARNING_RATE:-1e-3}"
+UNET_ATTENTION="${UNET_ATTENTION:-mid}"
 MOTION_PRIOR="${MOTION_PRIOR:-flow}"
 PREDICTION_TYPE="${PREDICTION_TYPE:-sample}"
 SET="${SET:-hard}"
@@ -56,12 +62,12 @@ fi
     || { tail -3 "$OUT/data.log" >&2; exit 2; }
 stage "tiny model, VAE fitted on the training frames"
 "$python" download_model.py --tiny --seed "$SEED" --local-dir "$OUT/tiny" --fit-vae-frames "$raw/train" --fit-vae-steps "$VAE_STEPS" \
-    --vae-channels 32,64,64 --unet-channels 64,128 > "$OUT/tiny.log" 2>&1
+    --vae-channels 32,64,64 --unet-channels 64,128 --unet-attention "$UNET_ATTENTION" > "$OUT/tiny.log" 2>&1
 grep "fitted" "$OUT/tiny.log"
 stage "training the 20-frame model ($STEPS steps, motion prior: $MOTION_PRIOR)"
 "$python" train_video_ip2p.py --pretrained_model_name_or_path "$OUT/tiny" --train_data_dir "$OUT/processed" \
     --output_dir "$OUT/model" --resolution 64 --train_batch_size 16 --gradient_accumulation_steps 1 \
-    --max_train_steps "$STEPS" --learning_rate 5e-4 --lr_warmup_steps 50 --checkpointing_steps 500 \
+    --max_train_steps "$STEPS" --learning_rate "$LEARNING_RATE" --lr_warmup_steps 50 --checkpointing_steps 500 \
     --random_flip --prediction_target residual --motion_prior "$MOTION_PRIOR" --prediction_type "$PREDICTION_TYPE" --latent_cache_dir "$OUT/latent_cache" --num_validation_images 4 \
     --validation_epochs 100000 --validation_guidance_scale 1.0 --validation_image_guidance_scale 1.0 \
     $sampling --validation_correction_threshold 6 \

@@ -293,7 +293,8 @@ def test_fitting_the_tiny_vae_makes_it_reconstruct_frames(synthetic, tmp_path):
                       "--fit-vae-steps", 150, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "held-out reconstruction" in done.stdout
-    assert run_script("download_model.py", "--tiny", "--local-dir", "random", cwd=tmp_path).returncode == 0
+    assert run_script("download_model.py", "--tiny", "--local-dir", "random", "--unet-attention", "mid", cwd=tmp_path).returncode == 0
+    assert json.loads((tmp_path / "random/unet/config.json").read_text())["down_block_types"] == ["DownBlock2D"] * 2
     from diffusers import StableDiffusionInstructPix2PixPipeline
 
     frames = [Image.open(p).convert("RGB") for p in sorted((synthetic / "raw/val").rglob("20.png"))]

@@ -49,6 +49,23 @@ def test_tiny_pipeline_loads_and_edits_an_image_on_cpu(tiny_model):
     assert pipeline.vae_scale_factor == 8  # latents are 1/8 of the image, as in SD
 
 
+def test_tiny_unet_can_keep_attention_in_the_mid_block_only():
+    from ip2p.models.tiny_model import build_tiny_pipeline
+    from ip2p.models.widening import widen_unet_input
+
+    def attention_places(unet):
+        return {name.split(".")[0] for name, module in unet.named_modules() if type(module).__name__ == "Transformer2DModel"}
+
+    assert attention_places(build_tiny_pipeline(unet_attention="all").unet) == {"down_blocks", "mid_block", "up_blocks"}
+    unet = widen_unet_input(build_tiny_pipeline(unet_attention="mid").unet, 20).eval()
+    assert attention_places(unet) == {"mid_block"}
+    sample, texts = torch.randn(1, 84, 16, 16), torch.randn(2, 1, 8, 32)
+    with torch.no_grad():
+        outputs = [unet(sample, torch.tensor([999]), encoder_hidden_states=text).sample for text in texts]
+    assert outputs[0].shape == (1, 4, 16, 16)
+    assert (outputs[0] - outputs[1]).abs().max() > 1e-4  # the instruction still reaches the prediction
+
+
 @pytest.fixture
 def processed(tmp_path):
     numbered_clip_root(tmp_path / "raw")

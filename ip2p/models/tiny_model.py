@@ -40,18 +40,30 @@ def build_tiny_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
-def build_tiny_pipeline(seed: int = 0, unet_channels=(32, 64), vae_channels=(8, 16, 16, 16)):
+# Where the tiny UNet attends (self-attention and cross-attention to the instruction): "all" puts a
+# transformer block at the full-resolution level on the way down and up, as well as in the mid block;
+# "mid" keeps only the mid block's, at the lowest resolution, which halves a CPU training step at
+# 16x16 latents (0.28 against 0.45-0.60 s for a batch of 16 with widths 64,128).
+UNET_ATTENTION = {
+    "all": (("CrossAttnDownBlock2D", "DownBlock2D"), ("UpBlock2D", "CrossAttnUpBlock2D")),
+    "mid": (("DownBlock2D", "DownBlock2D"), ("UpBlock2D", "UpBlock2D")),
+}
+
+
+def build_tiny_pipeline(seed: int = 0, unet_channels=(32, 64), vae_channels=(8, 16, 16, 16), unet_attention="all"):
     """Return a ``StableDiffusionInstructPix2PixPipeline`` with tiny random weights.
     Channel widths are adjustable; the VAE has one block per entry of
-    ``vae_channels`` and downsamples ``2 ** (len - 1)`` times (4 entries: 8x, as SD)."""
+    ``vae_channels`` and downsamples ``2 ** (len - 1)`` times (4 entries: 8x, as SD).
+    ``unet_attention`` is a key of ``UNET_ATTENTION``."""
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer = build_tiny_tokenizer()
+    down_blocks, up_blocks = UNET_ATTENTION[unet_attention]
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         sample_size=32, in_channels=8, out_channels=4, layers_per_block=1, block_out_channels=tuple(unet_channels),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        down_block_types=down_blocks, up_block_types=up_blocks,
         cross_attention_dim=TINY_TEXT_WIDTH, attention_head_dim=4, norm_num_groups=8,
     )
     vae = AutoencoderKL(
@@ -72,9 +84,9 @@ def build_tiny_pipeline(seed: int = 0, unet_channels=(32, 64), vae_channels=(8, 
 
 
 def save_tiny_pipeline(output_dir: Path, seed: int = 0, unet_channels=(32, 64), vae_channels=(8, 16, 16, 16),
-                       fit_frames=None, fit_steps: int = 600, fit_crop: int = 32) -> None:
+                       fit_frames=None, fit_steps: int = 600, fit_crop: int = 32, unet_attention: str = "all") -> None:
     """Build and save; with ``fit_frames`` (a folder) the VAE is first fitted on those frames."""
-    pipeline = build_tiny_pipeline(seed, unet_channels, vae_channels)
+    pipeline = build_tiny_pipeline(seed, unet_channels, vae_channels, unet_attention)
     if fit_frames is not None:
         from .vae_fit import crop_covers, fit_vae, load_frames
 
