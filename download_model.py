@@ -38,8 +38,8 @@ def parse_args(argv):
     parser.add_argument("--unet-channels", default="32,64", help="with --tiny: UNet block widths")
     parser.add_argument("--unet-attention", choices=("all", "mid"), default="all",
                         help="with --tiny: where the UNet attends (self-attention and the instruction's cross-attention): "
-                             "all = the full-resolution level and the mid block; mid = the mid block only (about half "
-                             "the CPU training step)")
+                             "all = the full-resolution level and the mid block; mid = the mid block only (a CPU training "
+                             "step about a third cheaper)")
     parser.add_argument("--vae-channels", default="8,16,16,16", help="with --tiny: VAE block widths (4 blocks: 8x downsampling)")
     return parser.parse_args(argv)
 
