@@ -13,6 +13,7 @@ from pathlib import Path
 from ip2p.shared.atomic_dir import atomic_output_dir
 from ip2p.shared.cli import make_parser, run_main
 from ip2p.models.hub import DEFAULT_REPO_ID, download_pipeline, resolve_endpoint, verify_pipeline
+from ip2p.models.tiny_model import UNET_ATTENTION
 
 REAL_MODEL_DIR = Path("models/instruct-pix2pix")
 TINY_MODEL_DIR = Path("models/tiny-instruct-pix2pix")
@@ -36,7 +37,7 @@ def parse_args(argv):
                         help="side in pixels of the random square crops the fit trains on (whole frames when they are "
                              "no larger); a multiple of the VAE's downsampling")
     parser.add_argument("--unet-channels", default="32,64", help="with --tiny: UNet block widths")
-    parser.add_argument("--unet-attention", choices=("all", "mid"), default="all",
+    parser.add_argument("--unet-attention", choices=tuple(UNET_ATTENTION), default="all",
                         help="with --tiny: where the UNet attends (self-attention and the instruction's cross-attention): "
                              "all = the full-resolution level and the mid block; mid = the mid block only (a CPU training "
                              "step about a third cheaper)")

@@ -9,8 +9,6 @@ seed. Its outputs are noise until it is trained.
 
 from pathlib import Path
 
-import torch
-
 # The real model's noise schedule (SD 1.5 family).
 SD15_SCHEDULE = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
 TINY_TEXT_WIDTH = 32
@@ -56,6 +54,7 @@ def build_tiny_pipeline(seed: int = 0, unet_channels=(32, 64), vae_channels=(8, 
     Channel widths are adjustable; the VAE has one block per entry of
     ``vae_channels`` and downsamples ``2 ** (len - 1)`` times (4 entries: 8x, as SD).
     ``unet_attention`` is a key of ``UNET_ATTENTION``."""
+    import torch
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
