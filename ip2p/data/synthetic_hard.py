@@ -117,9 +117,14 @@ class Scene:
         canvas = self.backdrop.copy()
         for layer, centre in placed:
             self._paint(canvas, layer, centre)
-        x0 = int(round((self.start[0] + self.drift[0] * t) * s))
-        y0 = int(round((self.start[1] + self.drift[1] * t) * s))
-        view = canvas[y0:y0 + self.size * s, x0:x0 + self.size * s]
+        # The window's corner at full sub-pixel precision: bilinear between the supersampled pixels around it
+        # (rounding it to the supersampled grid would hold the camera still for a frame or two, then jump).
+        corner_x, corner_y = (self.start[0] + self.drift[0] * t) * s, (self.start[1] + self.drift[1] * t) * s
+        x0, y0 = int(corner_x), int(corner_y)
+        fx, fy = corner_x - x0, corner_y - y0
+        window = canvas[y0:y0 + self.size * s + 1, x0:x0 + self.size * s + 1]
+        rows = (1 - fy) * window[:-1] + fy * window[1:]
+        view = (1 - fx) * rows[:, :-1] + fx * rows[:, 1:]
         small = view.reshape(self.size, s, self.size, s, 3).mean(axis=(1, 3))  # box filter: anti-aliasing
         return Image.fromarray(small.clip(0, 255).round().astype(np.uint8))
 
