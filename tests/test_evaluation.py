@@ -126,6 +126,28 @@ def test_flow_extrapolation_continues_a_constant_shift_that_copy_last_misses():
     assert flow["moving_psnr"][0] > copy["moving_psnr"][0] + 8
 
 
+def test_camera_extrapolation_moves_the_picture_with_its_dominant_motion():
+    from ip2p.shared.motion import camera_extrapolate, flow_extrapolate
+
+    rng = np.random.default_rng(1)
+    texture = rng.uniform(0, 255, (24, 24, 3))
+    texture = np.asarray(Image.fromarray(texture.astype(np.uint8)).resize((96, 96), Image.BICUBIC), dtype=np.uint8)
+    pan = [np.roll(texture, shift, axis=0)[16:80, 16:80] for shift in range(4)]  # the camera pans 1 px per frame
+    predicted = np.asarray(camera_extrapolate([Image.fromarray(frame) for frame in pan[:3]]), dtype=np.float32)
+    error = np.abs(predicted - pan[3])[4:-4]  # rows rolled in at the border are not in the frames
+    assert error.mean() < 2 < np.abs(pan[2].astype(np.float32) - pan[3])[4:-4].mean()
+    # A still camera and one small object moving: the picture's motion is none, so the object stays where it
+    # was (the base for "it stopped"), while flow carries it on.
+    still = []
+    for x in (20, 23, 26):
+        frame = texture[16:80, 16:80].copy()
+        frame[28:36, x:x + 8] = (255, 0, 0)
+        still.append(Image.fromarray(frame))
+    last = np.asarray(still[-1], dtype=np.float32)
+    assert np.abs(np.asarray(camera_extrapolate(still), dtype=np.float32) - last).max() <= 1
+    assert np.abs(np.asarray(flow_extrapolate(still), dtype=np.float32) - last)[28:36, 26:37].mean() > 10
+
+
 def test_moving_mask_and_moving_region_psnr_on_a_hand_made_pair():
     from ip2p.shared.metrics import masked_psnr, to_tensor
     from ip2p.shared.motion import moving_mask

@@ -29,9 +29,11 @@ the flow extrapolation, and composite output starts from its pixels.
 ``output_mode="blend"`` (the default of a residual model with the flow
 prior) does not trust either base everywhere: constant-velocity flow is
 wrong where motion changes (an object that lands, stops or turns), and there
-the last observed frame is often the better base. Per pixel it blends the two
-composites, flow-warped + its correction and last observed + its correction,
-weighted by which base the predicted frame agrees with: the one needing the
+the last observed frame is often the better base, moved with the camera
+(``camera_extrapolate``: shifted one step by the median flow, so what stopped
+stays put in the world; the last frame itself when the camera is still).
+Per pixel it blends the two composites, flow-warped + its correction and
+camera-moved + its correction, weighted by which base the predicted frame agrees with: the one needing the
 smaller decoded correction, measured over a window of about two latent cells
 (``2 x vae_scale_factor - 1`` pixels) and compared softly (a sigmoid of the
 difference over ``BLEND_SOFTNESS`` grey levels). The decoded prediction is
@@ -57,7 +59,7 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..shared.motion import flow_extrapolate
+from ..shared.motion import camera_extrapolate, flow_extrapolate
 from .files import require_pipeline_folder
 from .latents import encode_moments
 from .samplers import OUTPUT_MODES
@@ -191,6 +193,7 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
             self.check_frames(clip)
         if len({clip[0].size for clip in clips}) > 1:
             raise ValueError("all clips of a batch must have one frame size")
+        stills = [camera_extrapolate(clip) for clip in clips] if output_mode == "blend" else None
         if self.config.motion_prior == "flow":
             clips = [list(clip) + [flow_extrapolate(clip)] for clip in clips]
         device, batch = self._execution_device, len(clips)
@@ -217,9 +220,11 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         image, base = decode(latents), pixels[:, -1]
         if output_mode == "composite":
             image = base + image - decode(last_latent)
-        elif output_mode == "blend":  # base: the flow-warped frame; the last observed one is the frame before it
-            base, image = blend_composites(base, image - decode(last_latent), pixels[:, -2],
-                                           image - decode(frame_latents[:, -2] * scaling),
+        elif output_mode == "blend":  # base: the flow-warped frame; the other: the last one moved with the camera
+            still = self.image_processor.preprocess(stills).to(device, dtype=self.vae.dtype)
+            still_moments = encode_moments(self.vae, still[:, None])[:, 0]
+            still_latent = still_moments[:, : still_moments.shape[1] // 2].to(self.vae.dtype) * scaling
+            base, image = blend_composites(base, image - decode(last_latent), still, image - decode(still_latent),
                                            window=2 * self.vae_scale_factor - 1, softness=BLEND_SOFTNESS * 2 / 255)
         # The change is measured on the image as it will be shown: a decoded value beyond [-1, 1] would
         # otherwise count as a change larger than any threshold (255 grey levels = 2 units here).
