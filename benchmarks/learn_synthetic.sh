@@ -8,9 +8,9 @@
 # 20-frame video model trained on the residual objective with the flow motion
 # prior, clips mirrored left-right at random, on noise levels 900-999 only ->
 # evaluate.py on the held-out clips (one DDIM step: the model's estimate of
-# the expected correction, added per pixel to the flow-warped or the last
-# frame, whichever the prediction agrees with, soft-thresholded at 6 grey
-# levels; README, "Where flow is wrong") against flow
+# the expected correction, added per pixel to the flow-warped frame or the
+# last one moved with the camera, whichever the prediction agrees with,
+# soft-thresholded at 6 grey levels; README, "Where flow is wrong") against flow
 # extrapolation, copy-last and the VAE rows (every row's predictions saved as
 # PNG) -> loss curve. Prints the table and the wall time of each stage.
 #   bash benchmarks/learn_synthetic.sh [SEED]      (outputs in learn_synthetic_out/seed-SEED)
