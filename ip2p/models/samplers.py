@@ -52,9 +52,9 @@ def add_sampling_arguments(parser) -> None:
     parser.add_argument("--image-guidance-scale", type=float, default=None, help=f"frame guidance scale ({saved})")
     parser.add_argument("--output-mode", choices=OUTPUT_MODES, default=None,
                         help="frame (the decoded prediction); composite (last, or flow-warped, frame + decoded change); "
-                             "blend (per pixel, the composite on whichever of the flow-warped frame and the last frame moved "
-                             "with the camera the prediction agrees with; flow motion prior only) (default: blend for residual models with the "
-                             "flow prior, composite for other residual models, else frame)")
+                             "blend (per pixel, the composite on whichever of the flow-warped frame and the last frame "
+                             "moved with the camera the prediction agrees with; flow motion prior only) (default: blend "
+                             "for residual models with the flow prior, composite for other residual models, else frame)")
     parser.add_argument("--num-samples-averaged", type=at_least(1), default=None, metavar="K",
                         help="predict the mean of K samples per clip (the expected next frame: higher PSNR, less detail "
                              f"where the future is uncertain; K times the sampling time; {saved})")

@@ -33,12 +33,13 @@ the last observed frame is often the better base, moved with the camera
 (``camera_extrapolate``: shifted one step by the median flow, so what stopped
 stays put in the world; the last frame itself when the camera is still).
 Per pixel it blends the two composites, flow-warped + its correction and
-camera-moved + its correction, weighted by which base the predicted frame agrees with: the one needing the
-smaller decoded correction, measured over a window of about two latent cells
-(``2 x vae_scale_factor - 1`` pixels) and compared softly (a sigmoid of the
-difference over ``BLEND_SOFTNESS`` grey levels). The decoded prediction is
-too blurry to draw a moved object sharply, but sharp enough to say which of
-two sharp frames has it in the right place.
+camera-moved + its correction, weighted by which base the predicted frame
+agrees with: the one needing the smaller decoded correction, measured over a
+window of about two latent cells (``2 x vae_scale_factor - 1`` pixels) and
+compared softly (a sigmoid of the difference over ``BLEND_SOFTNESS`` grey
+levels). The decoded prediction is too blurry to draw a moved object
+sharply, but sharp enough to say which of two sharp frames has it in the
+right place.
 
 ``correction_threshold`` (per call, in grey levels of 255; saved default):
 a soft threshold on the predicted change from that base frame (the last
