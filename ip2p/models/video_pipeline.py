@@ -60,7 +60,7 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..shared.motion import camera_extrapolate, flow_extrapolate
+from ..shared.motion import camera_flow, last_and_flow, warp_along
 from .files import require_pipeline_folder
 from .latents import encode_moments
 from .samplers import OUTPUT_MODES
@@ -194,9 +194,10 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
             self.check_frames(clip)
         if len({clip[0].size for clip in clips}) > 1:
             raise ValueError("all clips of a batch must have one frame size")
-        stills = [camera_extrapolate(clip) for clip in clips] if output_mode == "blend" else None
-        if self.config.motion_prior == "flow":
-            clips = [list(clip) + [flow_extrapolate(clip)] for clip in clips]
+        if self.config.motion_prior == "flow":  # one flow field per clip gives both of blend's bases
+            motions = [last_and_flow(clip) for clip in clips]
+            clips = [list(clip) + [warp_along(last, flow)] for clip, (last, flow) in zip(clips, motions)]
+            stills = [warp_along(last, camera_flow(flow)) for last, flow in motions] if output_mode == "blend" else None
         device, batch = self._execution_device, len(clips)
         pixels = torch.stack([self.image_processor.preprocess(clip) for clip in clips]).to(device, dtype=self.vae.dtype)
         moments = encode_moments(self.vae, pixels)  # in bounded chunks: a batch of clips is many frames

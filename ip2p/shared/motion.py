@@ -47,27 +47,33 @@ def warp_along(image: np.ndarray, flow: np.ndarray) -> Image.Image:
                                      borderMode=cv2.BORDER_REPLICATE))
 
 
-def last_two(frames: List[Image.Image]):
-    return (np.asarray(frame.convert("RGB")) for frame in frames[-2:])
+def last_and_flow(frames: List[Image.Image]):
+    """(the last frame as RGB uint8, ``farneback_flow`` from the frame before it): what both continuations start from."""
+    previous, last = (np.asarray(frame.convert("RGB")) for frame in frames[-2:])
+    return last, farneback_flow(previous, last)
+
+
+def camera_flow(flow: np.ndarray) -> np.ndarray:
+    """``flow`` replaced everywhere by its median vector: the motion of most of
+    the picture, the background's when objects cover less than half of it."""
+    shift = np.median(flow.reshape(-1, 2), axis=0).astype(np.float32)
+    return np.broadcast_to(shift, flow.shape).copy()
 
 
 def flow_extrapolate(frames: List[Image.Image]) -> Image.Image:
     """The frame after ``frames`` (oldest first, at least two), by constant-velocity flow from the last two."""
-    previous, last = last_two(frames)
-    return warp_along(last, farneback_flow(previous, last))
+    last, flow = last_and_flow(frames)
+    return warp_along(last, flow)
 
 
 def camera_extrapolate(frames: List[Image.Image]) -> Image.Image:
     """The frame after ``frames`` if everything moved with the camera: the
     last frame shifted one more step by the median of the flow between the
-    last two (the motion of most of the picture, the background's when
-    objects cover less than half of it). Where an object stops, it stays put
-    in the world, so it moves with the camera; with a still camera this is
-    the last frame."""
-    previous, last = last_two(frames)
-    flow = farneback_flow(previous, last)
-    shift = np.median(flow.reshape(-1, 2), axis=0).astype(np.float32)
-    return warp_along(last, np.broadcast_to(shift, flow.shape).copy())
+    last two (``camera_flow``). Where an object stops, it stays put in the
+    world, so it moves with the camera; with a still camera this is the last
+    frame."""
+    last, flow = last_and_flow(frames)
+    return warp_along(last, camera_flow(flow))
 
 
 def moving_mask(last: Image.Image, truth: Image.Image) -> np.ndarray:
