@@ -6,7 +6,8 @@
 # training frames (4x downsampling, so 64x64 frames give 16x16 latents) and a
 # UNet that attends only in its mid block (8x8) ->
 # 20-frame video model trained on the residual objective with the flow motion
-# prior, clips mirrored left-right at random, on noise levels 900-999 only ->
+# prior, clips mirrored left-right at random, on noise levels 900-999 only,
+# without conditioning dropout ->
 # evaluate.py on the held-out clips (one DDIM step: the model's estimate of
 # the expected correction, added per pixel to the flow-warped frame or the
 # last one moved with the camera, whichever the prediction agrees with,
