@@ -5,6 +5,7 @@ metadata.json entry with its instruction and task type (with --test-video also
 test_video/ for prepare_test_data.py); the same seed gives byte-identical files. Re-running replaces an earlier mini data set.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,8 @@ def parse_args(argv):
                              "anti-aliased sub-pixel motion, JPEG frames); see ip2p/data/synthetic_hard.py")
     parser.add_argument("--videos-per-task", type=int, default=30, help="training clips per task family (with --synthetic)")
     parser.add_argument("--val-videos-per-task", type=int, default=5, help="held-out clips per task family (with --synthetic)")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+                        help="processes rendering --synthetic clips (default: one per usable CPU core); the files are the same at any count")
     args = parser.parse_args(argv)
     args.size = args.size or (64 if args.synthetic else 128)
     if args.hard and not args.synthetic:
@@ -38,6 +41,8 @@ def parse_args(argv):
         parser.error("--synthetic clips have at least 21 frames (20 observed + 1 target)")
     if args.num_frames < 1 or args.size < 16:
         parser.error("--num-frames must be at least 1 and --size at least 16")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     return args
 
 
@@ -46,7 +51,7 @@ def main(argv=None) -> int:
     with atomic_output_dir(args.output_dir, is_ours=is_mini_dataset) as staging:
         if args.synthetic:
             write_synthetic_dataset(staging, args.videos_per_task, args.val_videos_per_task, args.size, args.seed,
-                                    hard=args.hard, num_frames=args.num_frames)
+                                    hard=args.hard, num_frames=args.num_frames, workers=args.workers)
         else:
             write_mini_dataset(staging, args.num_frames, args.size, args.seed)
         if args.test_video:

@@ -16,6 +16,8 @@ per clip, as are the backdrop textures; nothing but motion distinguishes frame
 
 import json
 import math
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple
@@ -169,34 +171,59 @@ def cover_clip(rng, size: int, num_frames: int = NUM_FRAMES):
 CLIP_MAKERS = {"move_object": move_clip, "drop_object": drop_clip, "cover_object": cover_clip}
 
 
-def render_clip(task: str, size: int, rng: np.random.Generator, num_frames: int = NUM_FRAMES) -> Tuple[List[Image.Image], str]:
+@dataclass
+class EasyClip:
+    """A clip's random draws; ``save`` renders its frames and writes them as PNG."""
+    background: np.ndarray
+    layers: list  # per frame
+    instruction: str
+
+    def save(self, folder: Path) -> None:
+        for index, frame_layers in enumerate(self.layers):
+            _render(self.background, frame_layers).save(folder / f"{index:02d}.png")  # lossless: no JPEG noise to learn
+
+
+def draw_clip(task: str, size: int, rng: np.random.Generator, num_frames: int = NUM_FRAMES) -> EasyClip:
     layers, instruction = CLIP_MAKERS[task](rng, size, num_frames)
-    background = backdrop(rng, size)
-    return [_render(background, frame_layers) for frame_layers in layers], instruction
+    return EasyClip(backdrop(rng, size), layers, instruction)
+
+
+def _save_clip(clip, folder: Path) -> None:
+    folder.mkdir(parents=True)
+    clip.save(folder)
 
 
 def write_synthetic_dataset(output_dir: Path, videos_per_task: int, val_videos_per_task: int, size: int, seed: int,
-                            hard: bool = False, num_frames: int = NUM_FRAMES) -> None:
+                            hard: bool = False, num_frames: int = NUM_FRAMES, workers: int = 1) -> None:
     """The numbered raw layout: metadata.json, train/<task>/video_*/00..20.png, val/...
     (``hard``: the set of ``synthetic_hard.py``, frames saved as JPEG; ``num_frames`` > 21
-    for clips that go on, e.g. for ``evaluate.py --horizon``)."""
-    from .synthetic_hard import render_hard_clip
+    for clips that go on, e.g. for ``evaluate.py --horizon``). Every clip's
+    random draws are made here, in order from one generator; ``workers``
+    processes render and write the frames, the same files at any count."""
+    from .synthetic_hard import draw_hard_clip
 
     rng = np.random.default_rng(seed)
     entries = []
-    for split, count in (("train", videos_per_task), ("val", val_videos_per_task)):
-        for task in TASKS:
-            for index in range(count):
-                video_path = f"{split}/{task}/video_{index}"
-                folder = Path(output_dir) / video_path
-                folder.mkdir(parents=True)
-                if hard:
-                    frames, instruction, quality = render_hard_clip(task, size, rng, num_frames)
-                    for frame_index, frame in enumerate(frames):
-                        frame.save(folder / f"{frame_index:02d}.jpg", quality=quality)
-                else:
-                    frames, instruction = render_clip(task, size, rng, num_frames)
-                    for frame_index, frame in enumerate(frames):
-                        frame.save(folder / f"{frame_index:02d}.png")  # lossless: no JPEG noise to learn
-                entries.append({"video_path": video_path, "instruction": instruction, "task_type": task})
+
+    def drawn():
+        for split, count in (("train", videos_per_task), ("val", val_videos_per_task)):
+            for task in TASKS:
+                for index in range(count):
+                    video_path = f"{split}/{task}/video_{index}"
+                    clip = (draw_hard_clip if hard else draw_clip)(task, size, rng, num_frames)
+                    entries.append({"video_path": video_path, "instruction": clip.instruction, "task_type": task})
+                    yield clip, Path(output_dir) / video_path
+
+    if workers <= 1:
+        for clip, folder in drawn():
+            _save_clip(clip, folder)
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            pending = deque()
+            for clip, folder in drawn():  # a drawn hard clip holds its grain (1.7 MB at 64 px): a few per worker at a time
+                pending.append(pool.submit(_save_clip, clip, folder))
+                if len(pending) >= 4 * workers:
+                    pending.popleft().result()
+            for job in pending:
+                job.result()
     (Path(output_dir) / "metadata.json").write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")

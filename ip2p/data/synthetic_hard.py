@@ -19,10 +19,15 @@ to be hard for a classical predictor and closer to filmed clips:
   velocity: there flow is right and a model must not do worse.
 
 Everything is drawn per clip from the seed; the same seed writes the same
-files.
+files. A clip's random draws (``draw_hard_clip``) come first, in order from
+the set's one generator; its frames are rendered from them without
+randomness (``HardClip.save``), so clips render in parallel and write the
+same files at any number of workers.
 """
 
 import math
+from dataclasses import dataclass
+from pathlib import Path
 from typing import List, Tuple
 
 import numpy as np
@@ -34,19 +39,33 @@ MAX_DRIFT = 0.6  # camera pixels per frame
 PATTERNS = ("stripes", "checker", "plain")
 
 
-def value_noise(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
-    """Smooth noise in [0, 1]: a ``cells`` x ``cells`` random grid, bicubic-upsampled."""
-    grid = rng.random((cells + 1, cells + 1)).astype(np.float32)
+OCTAVES = ((3, 0.5), (9, 0.3), (27, 0.2))  # noise cells across the image, weight
+
+
+def value_noise(grid: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Smooth noise in [0, 1]: a random grid, bicubic-upsampled to ``height`` x ``width``."""
     return np.asarray(Image.fromarray(grid, mode="F").resize((width, height), Image.BICUBIC)).clip(0, 1)
 
 
-def texture(rng: np.random.Generator, height: int, width: int, base, contrast: float) -> np.ndarray:
-    """An RGB float texture around colour ``base``: three octaves of noise per channel."""
-    image = np.empty((height, width, 3), np.float32)
-    for channel in range(3):
-        octaves = [value_noise(rng, height, width, cells) * weight for cells, weight in ((3, 0.5), (9, 0.3), (27, 0.2))]
-        image[..., channel] = base[channel] + (sum(octaves) - 0.5) * contrast
-    return image
+@dataclass
+class Texture:
+    """An RGB float texture around colour ``base``: three octaves of noise per
+    channel. ``draw`` makes its random draws, ``render`` its pixels."""
+    base: np.ndarray
+    contrast: float
+    grids: List[List[np.ndarray]]  # per channel, per octave
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, base, contrast: float) -> "Texture":
+        return cls(base, contrast, [[rng.random((cells + 1, cells + 1)).astype(np.float32) for cells, _ in OCTAVES]
+                                    for _ in range(3)])
+
+    def render(self, height: int, width: int) -> np.ndarray:
+        image = np.empty((height, width, 3), np.float32)
+        for channel, grids in enumerate(self.grids):
+            octaves = [value_noise(grid, height, width) * weight for grid, (_, weight) in zip(grids, OCTAVES)]
+            image[..., channel] = self.base[channel] + (sum(octaves) - 0.5) * self.contrast
+        return image
 
 
 def disc_mask(height: int, width: int, centre, radius: float, shape: str) -> np.ndarray:
@@ -58,37 +77,56 @@ def disc_mask(height: int, width: int, centre, radius: float, shape: str) -> np.
     return (np.abs(dx) <= radius) & (np.abs(dy) <= radius)
 
 
+@dataclass
+class Backdrop:
+    """A square world of ``size`` supersampled pixels: a noise texture with
+    "furniture" (blocks and discs of their own texture) and fine grain fixed
+    to the world."""
+    size: int
+    ground: Texture
+    furniture: List[Tuple[np.ndarray, float, str, Texture]]  # centre, radius, shape, texture
+    grain: np.ndarray
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, size: int) -> "Backdrop":
+        ground = Texture.draw(rng, rng.uniform(80, 180, 3), rng.uniform(60, 110))
+        furniture = []
+        for _ in range(int(rng.integers(3, 7))):
+            radius = rng.uniform(0.06, 0.16) * size
+            centre = rng.uniform(0, size, 2)
+            shape = str(rng.choice(SHAPES))
+            furniture.append((centre, radius, shape, Texture.draw(rng, rng.uniform(30, 230, 3), 80)))
+        return cls(size, ground, furniture, rng.normal(0, 6, (size, size, 3)).astype(np.float32))
+
+    def render(self) -> np.ndarray:
+        image = self.ground.render(self.size, self.size)
+        for centre, radius, shape, texture in self.furniture:
+            mask = disc_mask(self.size, self.size, centre, radius, shape)
+            image[mask] = texture.render(self.size, self.size)[mask]
+        return image + self.grain
+
+
+def object_layer(rng: np.random.Generator, shape: str, colour, radius: float, pattern: str) -> dict:
+    """An object of the world: its look is fixed, its position given per frame."""
+    period = rng.uniform(0.35, 0.7) * radius
+    angle = rng.uniform(0, math.pi)
+    return {"shape": shape, "colour": np.asarray(colour, np.float32), "radius": radius, "pattern": pattern,
+            "period": period, "angle": angle}
+
+
 class Scene:
     """A world larger than the view, rendered at ``SUPERSAMPLE``x; the camera
-    looks at a ``size`` x ``size`` window whose corner drifts."""
+    looks at a ``size`` x ``size`` window whose corner drifts. Holds only its
+    random draws; ``frames`` renders."""
 
     def __init__(self, rng: np.random.Generator, size: int, num_frames: int = NUM_FRAMES):
-        self.rng, self.size = rng, size
+        self.size = size
         self.margin = int(math.ceil(MAX_DRIFT * num_frames)) + 2
-        world = (size + 2 * self.margin) * SUPERSAMPLE
-        self.backdrop = self._backdrop(world)
+        self.backdrop = Backdrop.draw(rng, (size + 2 * self.margin) * SUPERSAMPLE)
         angle, speed = rng.uniform(0, 2 * math.pi), rng.uniform(0.1, MAX_DRIFT)
         self.drift = (speed * math.cos(angle), speed * math.sin(angle))
         self.start = (self.margin + rng.uniform(-1, 1), self.margin + rng.uniform(-1, 1))
         self.jpeg_quality = int(rng.integers(70, 93))
-
-    def _backdrop(self, world: int) -> np.ndarray:
-        rng = self.rng
-        image = texture(rng, world, world, rng.uniform(80, 180, 3), contrast=rng.uniform(60, 110))
-        for _ in range(int(rng.integers(3, 7))):  # furniture: textured blocks and discs
-            radius = rng.uniform(0.06, 0.16) * world
-            centre = rng.uniform(0, world, 2)
-            mask = disc_mask(world, world, centre, radius, str(rng.choice(SHAPES)))
-            image[mask] = texture(rng, world, world, rng.uniform(30, 230, 3), contrast=80)[mask]
-        image += rng.normal(0, 6, image.shape).astype(np.float32)  # grain, fixed to the world
-        return image
-
-    def object_layer(self, shape: str, colour, radius: float, pattern: str) -> dict:
-        """An object of the world: its look is fixed, its position given per frame."""
-        period = self.rng.uniform(0.35, 0.7) * radius
-        angle = self.rng.uniform(0, math.pi)
-        return {"shape": shape, "colour": np.asarray(colour, np.float32), "radius": radius, "pattern": pattern,
-                "period": period, "angle": angle}
 
     def _paint(self, canvas: np.ndarray, layer: dict, centre) -> None:
         s = SUPERSAMPLE
@@ -110,11 +148,15 @@ class Scene:
         region = canvas[top:bottom, left:right]
         region[mask] = (layer["colour"][None] * shade[mask][:, None])
 
-    def frame(self, t: int, placed: List[Tuple[dict, Tuple[float, float]]]) -> Image.Image:
-        """Frame ``t``: the objects at their world positions (view coordinates
-        of frame 0), seen through the drifted camera."""
+    def frames(self, positions: List[List[Tuple[dict, Tuple[float, float]]]]) -> List[Image.Image]:
+        """Frame ``t`` shows the objects ``positions[t]`` at their world
+        positions (view coordinates of frame 0) through the drifted camera."""
+        backdrop = self.backdrop.render()
+        return [self._frame(backdrop, t, placed) for t, placed in enumerate(positions)]
+
+    def _frame(self, backdrop: np.ndarray, t: int, placed) -> Image.Image:
         s = SUPERSAMPLE
-        canvas = self.backdrop.copy()
+        canvas = backdrop.copy()
         for layer, centre in placed:
             self._paint(canvas, layer, centre)
         # The window's corner at full sub-pixel precision: bilinear between the supersampled pixels around it
@@ -133,13 +175,13 @@ def _pattern(rng) -> str:
     return str(rng.choice(PATTERNS, p=(0.4, 0.4, 0.2)))
 
 
-def move_clip(scene: Scene, rng, size: int, num_frames: int):
+def move_clip(rng, size: int, num_frames: int):
     colour, shape, radius, direction, centres = move_path(rng, size, num_frames, speeds=(0.012, 0.035))
-    layer = scene.object_layer(shape, COLOURS[colour], radius, _pattern(rng))
+    layer = object_layer(rng, shape, COLOURS[colour], radius, _pattern(rng))
     return [[(layer, centre)] for centre in centres], f"Moving the {colour} {shape} from {direction}"
 
 
-def drop_clip(scene: Scene, rng, size: int, num_frames: int):
+def drop_clip(rng, size: int, num_frames: int):
     """Held still, released, falling with constant acceleration, then resting
     on the box: the landing falls near the clip's last frame, so the next
     frame is often the one where constant velocity would carry the object
@@ -155,20 +197,20 @@ def drop_clip(scene: Scene, rng, size: int, num_frames: int):
         falling = min(max(t - release, 0.0), landing - release)
         return top + 0.5 * gravity * falling * falling
 
-    box = scene.object_layer("square", COLOURS[drop.box_colour], box_half, _pattern(rng))
-    ball = scene.object_layer(drop.shape, COLOURS[drop.colour], radius, _pattern(rng))
+    box = object_layer(rng, "square", COLOURS[drop.box_colour], box_half, _pattern(rng))
+    ball = object_layer(rng, drop.shape, COLOURS[drop.colour], radius, _pattern(rng))
     positions = [[(box, (x, box_top + box_half)), (ball, (x, height(t)))] for t in range(num_frames)]
     return positions, drop.instruction
 
 
-def cover_clip(scene: Scene, rng, size: int, num_frames: int):
+def cover_clip(rng, size: int, num_frames: int):
     """A cloth slides over a resting object and stops when it covers it, near
     the clip's last frame: constant velocity would carry it past."""
     cover = cover_layout(rng, size, centre_x=(0.4, 0.6), speeds=(0.025, 0.045))
     centre = cover.centre
     stop = num_frames - 1 + rng.uniform(-1.5, 2.0)  # frame (continuous) at which it lies centred on the object
-    thing = scene.object_layer(cover.shape, COLOURS[cover.colour], cover.radius, _pattern(rng))
-    cloth = scene.object_layer("square", COLOURS[cover.cloth_colour], cover.cloth_half, _pattern(rng))
+    thing = object_layer(rng, cover.shape, COLOURS[cover.colour], cover.radius, _pattern(rng))
+    cloth = object_layer(rng, "square", COLOURS[cover.cloth_colour], cover.cloth_half, _pattern(rng))
     positions = []
     for t in range(num_frames):
         behind = cover.speed * max(stop - t, 0.0)  # distance still to go
@@ -180,9 +222,19 @@ def cover_clip(scene: Scene, rng, size: int, num_frames: int):
 CLIP_MAKERS = {"move_object": move_clip, "drop_object": drop_clip, "cover_object": cover_clip}
 
 
-def render_hard_clip(task: str, size: int, rng: np.random.Generator,
-                     num_frames: int = NUM_FRAMES) -> Tuple[List[Image.Image], str, int]:
-    """The clip's frames, its instruction and the JPEG quality to save it with."""
+@dataclass
+class HardClip:
+    """A clip's random draws; ``save`` renders its frames and writes them as JPEG."""
+    scene: Scene
+    positions: List[List[Tuple[dict, Tuple[float, float]]]]
+    instruction: str
+
+    def save(self, folder: Path) -> None:
+        for index, frame in enumerate(self.scene.frames(self.positions)):
+            frame.save(folder / f"{index:02d}.jpg", quality=self.scene.jpeg_quality)
+
+
+def draw_hard_clip(task: str, size: int, rng: np.random.Generator, num_frames: int = NUM_FRAMES) -> HardClip:
     scene = Scene(rng, size, num_frames)
-    positions, instruction = CLIP_MAKERS[task](scene, rng, size, num_frames)
-    return [scene.frame(t, placed) for t, placed in enumerate(positions)], instruction, scene.jpeg_quality
+    positions, instruction = CLIP_MAKERS[task](rng, size, num_frames)  # drawn after the scene
+    return HardClip(scene, positions, instruction)
