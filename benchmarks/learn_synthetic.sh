@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Proof-of-learning run on a 2-core CPU, no GPU or network (11 to 14 minutes
-# on a 2-core AMD EPYC, up to a third more on its slowest stretches; README,
+# Proof-of-learning run on a 2-core CPU, no GPU or network (14 to 14.5 minutes
+# on a 2-core AMD EPYC on a slow day, less on a faster one; README,
 # "Proof of learning"):
 # synthetic clips -> tiny model with a VAE fitted on 32-pixel crops of the
 # training frames (4x downsampling, so 64x64 frames give 16x16 latents) and a
