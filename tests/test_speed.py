@@ -6,6 +6,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -126,27 +127,113 @@ def test_xformers_attention_without_xformers_is_one_clear_line(tmp_path, tiny_mo
     assert "Traceback" not in done.stderr
 
 
-def test_throughput_benchmark_prints_every_row(tmp_path):
-    from benchmarks.throughput import rows_for
+THROUGHPUT_ARGS = ["--config", "tiny", "--resolution", "32", "--batch-size", "2", "--steps", "1", "--warmup", "0"]
 
-    output = tmp_path / "rows.json"
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks/throughput.py"), "--config", "tiny", "--resolution", "32",
-                           "--batch-size", "2", "--steps", "1", "--warmup", "0", "--trainer-steps", "2", "--json", output],
+
+def run_throughput(tmp_path, *extra, timeout=600):
+    return subprocess.run([sys.executable, str(REPO / "benchmarks/throughput.py"), *THROUGHPUT_ARGS, *map(str, extra)],
                           # Dynamo off: the compile rows still run (eager), without four CPU compiles; the
                           # trainer's --torch_compile is compiled for real in test_each_speed_option_trains_...
                           cwd=tmp_path, env=dict(script_env(tmp_path), TORCHDYNAMO_DISABLE="1"), capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=timeout)
+
+
+def table_lines(stdout: str) -> list:
+    return [line for line in stdout.splitlines() if line.startswith("| ") and not line.startswith(("| configuration", "| ---"))]
+
+
+@pytest.fixture(scope="module")
+def throughput_run(tmp_path_factory):
+    """One whole tiny table in one process, into a kept work folder, with a profile of one row."""
+    tmp_path = tmp_path_factory.mktemp("throughput")
+    done = run_throughput(tmp_path, "--trainer-steps", 2, "--json", tmp_path / "rows.json", "--work-dir", tmp_path / "work",
+                          "--profile-row", "fused AdamW")
+    return tmp_path, done
+
+
+def test_throughput_benchmark_prints_every_row(throughput_run):
+    from benchmarks.throughput import rows_for
+
+    tmp_path, done = throughput_run
     assert done.returncode == 0, done.stderr[-3000:]
     labels = [label for label, _ in rows_for("tiny")]
-    table = [line for line in done.stdout.splitlines() if line.startswith("| ") and not line.startswith(("| configuration", "| ---"))]
+    table = table_lines(done.stdout)
     assert [line.split(" | ")[0][2:] for line in table] == labels
-    rows = json.loads(output.read_text())
+    rows = json.loads((tmp_path / "rows.json").read_text())
     assert [row["label"] for row in rows] == labels
     assert all(row["samples_per_second"] > 0 and row["peak_memory_gb"] > 0 for row in rows)
     online, cached = rows[0], rows[1]
     # The online row also pays for 21 VAE encodes per sample; both counts are of real arithmetic.
     assert online["flops_per_sample"] > cached["flops_per_sample"] > 0
-    assert table[0].endswith("| 1.00x |")
+    assert table[0].split(" | ")[6] == "1.00x"
+    # One process: the model was built once, so every row shares it (a per-row process would rebuild it each time).
+    assert done.stderr.count("[tiny 32px]") == len(labels)
+    profiled = [row for row in rows if "profile" in row]
+    assert [row["label"] for row in profiled] == ["+ fused AdamW"]
+    assert len(profiled[0]["profile"]["top"]) == 10 and Path(profiled[0]["profile"]["trace"]).stat().st_size > 0
+    assert "profile of '+ fused AdamW' at 32px, 5 steps" in done.stdout
+
+
+def test_throughput_work_dir_is_reused_and_a_spent_budget_skips_every_row(throughput_run):
+    tmp_path, first = throughput_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    work = tmp_path / "work"
+    data = next(work.glob("data-32-*"))
+    made = data.stat().st_mtime_ns
+    done = run_throughput(tmp_path, "--work-dir", work, "--prepare-only")
+    assert done.returncode == 0 and f"prepared {data}" in done.stdout, done.stderr[-3000:]
+    assert data.stat().st_mtime_ns == made  # the clips and processed set of the first run, not made again
+    # Imports and the model take more than a second: no row fits, none starts, and that is no failure.
+    done = run_throughput(tmp_path, "--trainer-steps", 0, "--json", tmp_path / "budget.json", "--work-dir", work, "--budget-s", 1)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads((tmp_path / "budget.json").read_text())
+    assert rows and all(row["skipped"] == "would not fit in --budget-s 1" for row in rows)
+    assert "[tiny 32px]" not in done.stderr
+
+
+def test_throughput_budget_estimates_a_row_from_the_rows_before(monkeypatch):
+    import benchmarks.throughput as throughput
+
+    clock = [100.0]
+    monkeypatch.setattr(throughput.time, "perf_counter", lambda: clock[0])
+    budget = throughput.Budget(60)
+    assert budget.fits(compiled=False, resolution=256)  # nothing to go by: it starts
+    clock[0] += 20
+    budget.record(False, 256, 20.0)
+    assert budget.fits(False, 256)  # 20 s used + 20 s estimated <= 60
+    assert not budget.fits(False, 512)  # four times the pixels: 80 s estimated
+    assert not budget.fits(True, 256)  # a first compiled row: four times the longest eager one
+    budget.record(True, 256, 10.0)
+    assert budget.fits(True, 256)
+    assert throughput.Budget(None).fits(True, 4096)
+
+
+def test_throughput_rows_are_saved_as_they_finish(throughput_run):
+    """Killed after its first row, the run leaves a JSON list holding that row."""
+    tmp_path, _ = throughput_run
+    output = tmp_path / "killed.json"
+    command = [sys.executable, str(REPO / "benchmarks/throughput.py"), *THROUGHPUT_ARGS, "--trainer-steps", "0",
+               "--json", str(output), "--work-dir", str(tmp_path / "work")]
+    process = subprocess.Popen(command, cwd=tmp_path, env=dict(script_env(tmp_path), TORCHDYNAMO_DISABLE="1"),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in process.stdout:
+            if table_lines(line):
+                break
+        process.kill()
+    finally:
+        process.wait(timeout=60)
+    rows = json.loads(output.read_text())
+    assert rows and rows[0]["label"] == "online VAE encoding (diffusers example)" and rows[0]["samples_per_second"] > 0
+
+
+def test_throughput_refuses_a_work_dir_it_did_not_make(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    done = run_throughput(tmp_path, "--work-dir", tmp_path / "mine", "--prepare-only", timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: --work-dir") and "Traceback" not in done.stderr
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
 
 
 def test_the_launchers_default_precision_is_not_taken_for_a_choice(monkeypatch, tmp_path):

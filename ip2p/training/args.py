@@ -129,7 +129,12 @@ SHARED_ARGUMENTS = {
             choices=("sdpa", "eager", "xformers")),
         Arg("--channels_last", "bool", None, "keep the UNet's tensors channels-last (default: on with a GPU)"),
         Arg("--fused_adam", "bool", None, "fused AdamW kernel, on GPU or CPU (default: on unless --use_8bit_adam)"),
-        Arg("--torch_compile", "store_true", False, "compile the UNet with torch.compile (inductor); first steps take minutes"),
+        Arg("--torch_compile", "bool", False, "compile the UNet with torch.compile (inductor); the first step takes minutes "
+                                              "(printed apart), so it pays only in long runs"),
+        Arg("--torch_compile_mode", str, "default", "torch.compile mode with --torch_compile: reduce-overhead also replays "
+                                                    "the compiled step as CUDA graphs (fixed shapes: one resolution, full "
+                                                    "batches), cutting the host's kernel launches",
+            choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")),
         Arg("--dataloader_prefetch_factor", int, None, "batches each data-loading worker prepares ahead (PyTorch default: 2)"),
         Arg("--allow_tf32", "store_true", False, "allow TF32 matrix maths on Ampere and newer GPUs"),
     ],

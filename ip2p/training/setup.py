@@ -77,7 +77,7 @@ def patient_barrier(accelerator, hours: float = 24.0):
 
 def make_accelerator(args):
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
+    from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin
 
     report_to = None if args.report_to in (None, "none", "") else args.report_to
     if report_to in ("wandb", "all"):
@@ -88,8 +88,9 @@ def make_accelerator(args):
     project = ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir))
     # Without cpu=True accelerate treats every process of a CPU-only torchrun
     # as a separate single-process run, silently training N unsynchronised copies.
+    dynamo = TorchDynamoPlugin(backend="inductor", mode=args.torch_compile_mode) if args.torch_compile else TorchDynamoPlugin(backend="no")
     accelerator = Accelerator(mixed_precision=args.mixed_precision, log_with=report_to, project_config=project,
-                              cpu=not torch.cuda.is_available(), dynamo_backend="inductor" if args.torch_compile else "no")
+                              cpu=not torch.cuda.is_available(), dynamo_plugin=dynamo)
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != accelerator.num_processes:
         raise UserError(f"launched {launched} processes but accelerate formed a group of {accelerator.num_processes}; "

@@ -22,8 +22,12 @@ records what actually ran:
 - ``--dataloader_num_workers``: with a GPU, worker processes load the next
   batches while the GPU computes (pinned memory, kept alive between epochs);
   on CPU the main process loads, since workers would take cores from the step.
-- ``--torch_compile``: opt-in. Compilation takes minutes and gains little on
-  top of the options above (measured by ``benchmarks/throughput.py``).
+- ``--torch_compile`` (``--torch_compile_mode reduce-overhead`` adds CUDA
+  graphs): opt-in. Compilation takes minutes; the trainer prints the first
+  step's time apart, and ``benchmarks/throughput.py`` measures the compiled
+  rows beside the eager ones. Whether it should become the GPU default for
+  long runs waits for those rows on a GPU (issue 26): no default here changes
+  without a measured row.
 """
 
 import os

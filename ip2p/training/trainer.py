@@ -132,6 +132,10 @@ class ThroughputMeter:
             self.steps_timed += 1
 
     @property
+    def first_step_seconds(self) -> float:
+        return self.timed_from - self.started
+
+    @property
     def samples_per_second(self) -> float:
         now = time.perf_counter()
         if self.steps_timed == 0:
@@ -180,6 +184,9 @@ class Trainer:
                 self.optimizer_step()
                 self.state.global_step += 1
                 meter.step()
+                if meter.steps_timed == 0:  # host time: compilation happens on the host, the GPU's queue is short then
+                    self.accelerator.print(f"first step of this run: {meter.first_step_seconds:.1f} s (compilation and "
+                                           "warm-up; left out of samples/s)")
                 # The loss stays on the device until reported; the learning rate is this step's, a host float.
                 pending.append((loss_sum / accumulation, self.lr_scheduler.get_last_lr()[0]))
                 loss_sum = torch.zeros_like(loss_sum)
@@ -220,6 +227,8 @@ class Trainer:
         """Forward and backward of one micro-batch; returns the detached loss.
         Gradients are synchronised across processes only on the last micro-step."""
         accelerator = self.accelerator
+        if self.args.torch_compile and self.args.torch_compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # the last replay's outputs are dead: its buffers may be reused
         with nullcontext() if last_micro_step else accelerator.no_sync(self.models.unet):
             with accelerator.autocast():
                 loss = self.loss(batch)
