@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ip2p.shared.atomic_dir import atomic_output_dir
 from ip2p.shared.cli import make_parser, run_main
-from ip2p.data.mini_data import is_mini_dataset, write_mini_dataset, write_test_video
+from ip2p.data.mini_data import write_mini_dataset, write_test_video
 from ip2p.data.synthetic import write_synthetic_dataset
 
 
@@ -33,6 +33,8 @@ def parse_args(argv):
     parser.add_argument("--val-videos-per-task", type=int, default=5, help="held-out clips per task family (with --synthetic)")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                         help="processes rendering --synthetic clips (default: one per usable CPU core); the files are the same at any count")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the output folder even if this script did not write it, or it holds files it did not write")
     args = parser.parse_args(argv)
     args.size = args.size or (64 if args.synthetic else 128)
     if args.hard and not args.synthetic:
@@ -48,7 +50,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    with atomic_output_dir(args.output_dir, is_ours=is_mini_dataset) as staging:
+    with atomic_output_dir(args.output_dir, "create_mini_data.py", args.overwrite) as staging:
         if args.synthetic:
             write_synthetic_dataset(staging, args.videos_per_task, args.val_videos_per_task, args.size, args.seed,
                                     hard=args.hard, num_frames=args.num_frames, workers=args.workers)

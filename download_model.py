@@ -10,7 +10,7 @@ is loaded once as a pipeline before success is reported.
 import sys
 from pathlib import Path
 
-from ip2p.shared.atomic_dir import atomic_output_dir
+from ip2p.shared.atomic_dir import atomic_output_dir, check_replaceable, mark_owner
 from ip2p.shared.cli import make_parser, run_main
 from ip2p.models.hub import DEFAULT_REPO_ID, download_pipeline, resolve_endpoint, verify_pipeline
 from ip2p.models.tiny_model import UNET_ATTENTION
@@ -42,6 +42,8 @@ def parse_args(argv):
                              "all = the full-resolution level and the mid block; mid = the mid block only (a CPU training "
                              "step about a third cheaper)")
     parser.add_argument("--vae-channels", default="8,16,16,16", help="with --tiny: VAE block widths (4 blocks: 8x downsampling)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the output folder even if this script did not write it, or it holds files it did not write")
     return parser.parse_args(argv)
 
 
@@ -52,14 +54,17 @@ def main(argv=None) -> int:
         from ip2p.models.vae_fit import channel_list
 
         local_dir = args.local_dir or TINY_MODEL_DIR
-        with atomic_output_dir(local_dir, is_ours=lambda p: (p / "model_index.json").is_file()) as staging:
+        with atomic_output_dir(local_dir, "download_model.py", args.overwrite) as staging:
             save_tiny_pipeline(staging, args.seed, channel_list(args.unet_channels), channel_list(args.vae_channels),
                                args.fit_vae_frames, args.fit_vae_steps, args.fit_vae_crop, args.unet_attention)
     else:
         local_dir = args.local_dir or REAL_MODEL_DIR
+        if not (Path(local_dir) / ".cache" / "huggingface").is_dir():  # not a download of ours to resume
+            check_replaceable(local_dir, "download_model.py", args.overwrite)
         endpoint = resolve_endpoint(args.endpoint)
         print(f"fetching {args.repo_id}@{args.revision} from {endpoint} into {local_dir}")
         download_pipeline(args.repo_id, local_dir, endpoint, args.revision, args.variant, args.timeout)
+        mark_owner(local_dir, "download_model.py")
     print(verify_pipeline(local_dir, None if args.tiny else args.variant))
     return 0
 

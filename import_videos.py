@@ -41,6 +41,8 @@ def parse_args(argv):
     parser.add_argument("--max-side", type=int, default=256, help="longest side of the written frames in pixels (never enlarged)")
     parser.add_argument("--skip-invalid", action="store_true", help=f"import the valid videos and list the others in {SKIPPED_REPORT}")
     parser.add_argument("--num-workers", type=int, default=min(8, os.cpu_count() or 1), help="processes decoding videos")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the output folder even if this script did not write it, or it holds files it did not write")
     args = parser.parse_args(argv)
     if args.num_frames < 2:
         parser.error("--num-frames must be at least 2 (observed frames and the target)")
@@ -49,28 +51,20 @@ def parse_args(argv):
     return args
 
 
-def is_imported_root(folder: Path) -> bool:
-    """Written by this script: every metadata entry names its source video (a raw root of your own is never replaced)."""
-    try:
-        entries = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(entries, list) and all(isinstance(e, dict) and "source" in e for e in entries)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     from tqdm.auto import tqdm
 
-    from ip2p.data.video_import import find_videos, import_video, match_videos, parse_window, read_label_file
+    from ip2p.data.video_import import check_clip_folders, find_videos, import_video, match_videos, parse_window, read_label_file
 
     policy = parse_window(args.window)
     entries = read_label_file(args.labels, "train") + (read_label_file(args.val_labels, "val") if args.val_labels else [])
     if args.output_dir.resolve() == args.videos.resolve() or args.output_dir.resolve() in args.videos.resolve().parents:
         raise UserError(f"--output-dir {args.output_dir} would replace the videos folder; choose another output folder")
     matched, problems = match_videos(entries, find_videos(args.videos))
+    check_clip_folders(matched)
     metadata = []
-    with atomic_output_dir(args.output_dir, is_ours=is_imported_root) as staging:
+    with atomic_output_dir(args.output_dir, "import_videos.py", args.overwrite) as staging:
         with ProcessPoolExecutor(max_workers=args.num_workers) as pool, \
                 tqdm(total=len(matched), desc="decoding videos", unit="video") as progress:
             futures = [pool.submit(import_video, entry, policy, args.num_frames, args.max_side, staging) for entry in matched]

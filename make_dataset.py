@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ip2p.shared.atomic_dir import atomic_output_dir
 from ip2p.shared.cli import UserError, make_parser, run_main
-from ip2p.data.processed import SKIPPED_REPORT_FILE, assign_splits, is_processed_dataset, save_processed_dataset
+from ip2p.data.processed import SKIPPED_REPORT_FILE, assign_splits, save_processed_dataset
 from ip2p.data.raw_data import scan_raw_data
 
 
@@ -30,6 +30,8 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=0, help="seed for the held-out fraction")
     parser.add_argument("--skip-invalid", action="store_true", help="keep going without bad samples and report them instead of stopping")
     parser.add_argument("--num-workers", type=int, default=min(8, os.cpu_count() or 1), help="threads that decode frames while checking")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the output folder even if this script did not write it, or it holds files it did not write")
     args = parser.parse_args(argv)
     if args.num_input_frames < 1:
         parser.error("--num-input-frames must be at least 1")
@@ -70,7 +72,7 @@ def main(argv=None) -> int:
         "skipped": len(scan.problems),
         "task_types": dict(Counter(s.task_type for s in scan.samples)),
     }
-    with atomic_output_dir(args.output_dir, is_ours=is_processed_dataset) as staging:
+    with atomic_output_dir(args.output_dir, "make_dataset.py", args.overwrite) as staging:
         save_processed_dataset(staging, args.output_dir, args.data_root, {"train": train, "test": test},
                                args.num_input_frames, provenance)
         if scan.problems:

@@ -21,6 +21,8 @@ def parse_args(argv):
     parser.add_argument("--num-frames", type=int, default=20, help="observed frames the widened UNet takes")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="destination (default: <base>-video-<num-frames>frames)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the output folder even if this script did not write it, or it holds files it did not write")
     args = parser.parse_args(argv)
     if args.num_frames < 1:
         parser.error("--num-frames must be at least 1")
@@ -48,7 +50,7 @@ def main(argv=None) -> int:
         unet=unet,
         scheduler=EulerAncestralDiscreteScheduler.from_pretrained(base, subfolder="scheduler"),
     )
-    with atomic_output_dir(output_dir, is_ours=lambda p: (p / "model_index.json").is_file()) as staging:
+    with atomic_output_dir(output_dir, "make_video_model.py", args.overwrite) as staging:
         pipeline.save_pretrained(str(staging), safe_serialization=True)
     print(f"wrote {output_dir}: unet in_channels {unet_in_channels_for(args.num_frames)} for {args.num_frames} frames")
     return 0

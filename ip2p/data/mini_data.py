@@ -58,6 +58,3 @@ def write_test_video(output_dir: Path, num_frames: int, size: int, seed: int) ->
     meta = {"instruction": MINI_INSTRUCTION, "task_type": MINI_TASK_TYPE}
     (folder / "test_video.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
-
-def is_mini_dataset(path: Path) -> bool:
-    return (Path(path) / "metadata.json").is_file()
