@@ -20,6 +20,7 @@ from typing import Dict, Iterable, NamedTuple, Optional, Tuple
 from ..shared.cli import make_parser
 
 ARGS_FILE = "training_args.json"
+VAE_SCALE_FACTOR = 8  # SD 1.x and the tiny test VAE both downsample 8x (4 blocks)
 
 
 class Arg(NamedTuple):
@@ -55,6 +56,9 @@ SHARED_ARGUMENTS = {
     ],
     "training": [
         Arg("--output_dir", str, "instruct-pix2pix-model", "where checkpoints, logs and the final pipeline are written"),
+        Arg("--overwrite_output_dir", "store_true", False, "start a new run in a folder holding an earlier one (its files "
+                                                          "are moved into superseded-<time>/) or other files (left as "
+                                                          "they are); never a model the run reads"),
         Arg("--seed", int, None, "seed for reproducible training (each process derives its own stream)"),
         Arg("--train_batch_size", int, 16, "batch size per device"),
         Arg("--num_train_epochs", int, 100, "epochs to train (ignored when --max_train_steps is set)"),
@@ -184,6 +188,14 @@ def parse_training_args(parser: argparse.ArgumentParser, argv=None) -> argparse.
     for name in ("train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "resolution"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if args.resolution % VAE_SCALE_FACTOR:
+        nearest = max(VAE_SCALE_FACTOR, round(args.resolution / VAE_SCALE_FACTOR) * VAE_SCALE_FACTOR)
+        parser.error(f"--resolution {args.resolution}: the VAE works on {VAE_SCALE_FACTOR}x{VAE_SCALE_FACTOR} pixel "
+                     f"blocks; give a multiple of {VAE_SCALE_FACTOR}, e.g. {nearest}")
+    if not args.learning_rate > 0:
+        parser.error(f"--learning_rate must be above 0, got {args.learning_rate:g}")
+    if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
+        parser.error("--checkpoints_total_limit must be at least 1")
     return args
 
 

@@ -13,6 +13,7 @@ leaves nothing that ``latest`` could pick.
 import json
 import re
 import shutil
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -45,25 +46,97 @@ def list_checkpoints(output_dir: Path):
     return [path for _, path in sorted(found)]
 
 
-def find_checkpoint(output_dir: Path, request: Optional[str]) -> Optional[Path]:
-    """The checkpoint ``--resume_from_checkpoint`` names, or None for a fresh start."""
+def find_checkpoint(output_dir: Path, request: Optional[str], report: Callable[[str], None] = print) -> Optional[Path]:
+    """The checkpoint ``--resume_from_checkpoint`` names, or None for a fresh
+    start. ``latest`` passes over damaged checkpoints to the newest intact one
+    (and says so); a named checkpoint that is damaged is one line naming the file."""
     if request is None:
         return None
     if request == "latest":
-        checkpoints = list_checkpoints(output_dir)
-        return checkpoints[-1] if checkpoints else None
+        for checkpoint in reversed(list_checkpoints(output_dir)):
+            problem = checkpoint_problem(checkpoint)
+            if problem is None:
+                return checkpoint
+            report(f"skipping {checkpoint}: {problem}")
+        return None
     path = Path(request)
     if not path.is_dir() and (Path(output_dir) / request).is_dir():
         path = Path(output_dir) / request
     if not (path / STATE_FILE).is_file():
         raise UserError(f"--resume_from_checkpoint {request}: no complete checkpoint there (expected {path / STATE_FILE})")
+    problem = checkpoint_problem(path)
+    if problem:
+        raise UserError(f"--resume_from_checkpoint {request}: {problem}; resume from an earlier checkpoint or 'latest'")
     return path
 
 
+def checkpoint_problem(path: Path) -> Optional[str]:
+    """What is damaged in a checkpoint (naming the file), or None: the state
+    file parses, safetensors files hold every byte their header promises, and
+    torch.save archives (optimizer, scheduler, random states) pass their CRC check."""
+    try:
+        read_state(path)
+    except (OSError, ValueError, TypeError) as err:
+        return f"{Path(path) / STATE_FILE} is damaged ({type(err).__name__})"
+    for file in sorted(Path(path).rglob("*")):
+        if file.suffix == ".safetensors":
+            problem = _safetensors_problem(file)
+        elif file.suffix in (".bin", ".pkl", ".pt"):
+            problem = _archive_problem(file)
+        else:
+            continue
+        if problem:
+            return f"{file} is damaged ({problem})"
+    return None
+
+
+def _safetensors_problem(file: Path) -> Optional[str]:
+    size = file.stat().st_size
+    with open(file, "rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            return "no header"
+        header_length = int.from_bytes(head, "little")
+        if header_length > size - 8:
+            return "truncated header"
+        try:
+            header = json.loads(handle.read(header_length))
+        except ValueError:
+            return "unreadable header"
+    end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+    return None if size >= 8 + header_length + end else f"truncated: {size} of {8 + header_length + end} bytes"
+
+
+def _archive_problem(file: Path) -> Optional[str]:
+    try:
+        with zipfile.ZipFile(file) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        return f"not a complete torch.save archive: {err}"
+    return f"bad CRC in {bad}" if bad else None
+
+
+def later_checkpoints(output_dir: Path, checkpoint: Path) -> list:
+    """Checkpoints of ``output_dir`` with more steps than ``checkpoint``."""
+    step = int(CHECKPOINT_NAME.match(checkpoint.name).group(1)) if CHECKPOINT_NAME.match(checkpoint.name) else None
+    if step is None or checkpoint.resolve().parent != Path(output_dir).resolve():
+        return []
+    return [path for path in list_checkpoints(output_dir) if int(CHECKPOINT_NAME.match(path.name).group(1)) > step]
+
+
 def remove_partial_checkpoints(output_dir: Path) -> None:
-    """Staging folders left by a run killed while saving."""
-    for path in Path(output_dir).glob(".checkpoint-*.partial"):
+    """Clean up after a run killed while saving: staging folders are removed;
+    a checkpoint renamed aside for its replacement (``.checkpoint-N.old``)
+    comes back if the replacement never arrived, else it is removed."""
+    output_dir = Path(output_dir)
+    for path in output_dir.glob(".checkpoint-*.partial"):
         shutil.rmtree(path, ignore_errors=True)
+    for path in output_dir.glob(".checkpoint-*.old"):
+        final = output_dir / path.name[1:-len(".old")]
+        if final.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.rename(final)
 
 
 def save_checkpoint(accelerator, output_dir: Path, state: TrainState, total_limit: Optional[int],
@@ -81,14 +154,23 @@ def save_checkpoint(accelerator, output_dir: Path, state: TrainState, total_limi
         write_args(staging)
         # Written last: its presence marks the folder as complete.
         (staging / STATE_FILE).write_text(json.dumps(asdict(state), indent=2) + "\n", encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
+        replace_checkpoint(staging, final)
         if total_limit is not None:
             for old in list_checkpoints(output_dir)[:-total_limit]:
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def replace_checkpoint(staging: Path, final: Path) -> None:
+    """Rename the old checkpoint aside, the new one in, then delete the old: a kill
+    at any point leaves one complete checkpoint-N (``remove_partial_checkpoints`` restores it)."""
+    retired = final.parent / f".{final.name}.old"
+    if final.exists():
+        shutil.rmtree(retired, ignore_errors=True)
+        final.rename(retired)
+    staging.rename(final)
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def load_checkpoint(accelerator, path: Path) -> TrainState:

@@ -16,7 +16,7 @@ def image_task(args):
     from .trainer import TrainingTask
 
     return TrainingTask(
-        name="instruct-pix2pix", num_conditioning_frames=1, build_dataset=build_edit_dataset,
+        name="instruct-pix2pix", script="train_instruct_pix2pix.py", num_conditioning_frames=1, build_dataset=build_edit_dataset,
         pipeline_class=StableDiffusionInstructPix2PixPipeline,
         pipeline_kwargs=dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False),
         validation_images=validation_images if args.val_image_url and args.validation_prompt else None,

@@ -2,6 +2,7 @@
 model becomes a complete diffusers pipeline folder (EMA weights if kept),
 optionally pushed to the hub."""
 
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -9,6 +10,7 @@ import torch
 
 from ..models.samplers import default_sampler
 from ..shared.cli import UserError
+from .run_folder import FINAL_STAGING, publish_pipeline
 
 
 def unwrap(accelerator, unet):
@@ -45,12 +47,16 @@ def inference_pipeline(pipeline_class: type, models, unet, settings: dict):
 
 
 def save_pipeline(pipeline, output_dir: Path, write_args: Callable[[Path], None]) -> None:
-    """Save ``pipeline`` in full precision, like the base model, with the run's arguments beside it."""
+    """Save ``pipeline`` in full precision, like the base model, with the run's
+    arguments beside it: staged whole, then moved in (``publish_pipeline``)."""
     for module in (pipeline.vae, pipeline.text_encoder, pipeline.unet):
         if module.dtype != torch.float32:
             module.to(dtype=torch.float32)
-    pipeline.save_pretrained(str(output_dir), safe_serialization=True)
-    write_args(Path(output_dir))
+    staging = Path(output_dir) / FINAL_STAGING
+    shutil.rmtree(staging, ignore_errors=True)
+    pipeline.save_pretrained(str(staging), safe_serialization=True)
+    write_args(staging)
+    publish_pipeline(staging, Path(output_dir))
 
 
 def push_pipeline(args, output_dir: Path) -> None:
@@ -58,5 +64,5 @@ def push_pipeline(args, output_dir: Path) -> None:
 
     repo_id = create_repo(args.hub_model_id or output_dir.name, exist_ok=True, token=args.hub_token).repo_id
     upload_folder(repo_id=repo_id, folder_path=str(output_dir), token=args.hub_token, commit_message="Trained pipeline",
-                  ignore_patterns=["checkpoint-*", ".checkpoint-*", f"{args.logging_dir}/*", "validation/*"])
+                  ignore_patterns=["checkpoint-*", ".checkpoint-*", f"{args.logging_dir}/*", "validation/*", "superseded-*", ".*"])
     print(f"pushed the pipeline to {repo_id}")

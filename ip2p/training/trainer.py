@@ -30,9 +30,11 @@ from ..models.widening import widen_unet_input
 from ..shared.cli import UserError
 from .args import ResolvedArgs, save_args
 from .caches import build_prompt_table, fill_latent_cache
-from .checkpoints import TrainState, find_checkpoint, list_checkpoints, load_checkpoint, remove_partial_checkpoints, save_checkpoint
+from .checkpoints import (TrainState, find_checkpoint, later_checkpoints, list_checkpoints, load_checkpoint, remove_partial_checkpoints,
+                          save_checkpoint)
 from .conditioning import apply_conditioning_dropout, conditioning_dropout_masks
 from .objectives import FrameObjective, denoising_target, draw_timesteps
+from .run_folder import check_output_dir, prepare_output_dir
 from .run_logger import RunLogger
 from .saving import check_replicas_in_sync, inference_pipeline, push_pipeline, save_pipeline, unwrap
 from .setup import configure_models, init_run, make_optimization
@@ -42,6 +44,7 @@ from .speed import loader_options
 @dataclass
 class TrainingTask:
     name: str  # tracker project name
+    script: str  # the trainer script, named in the output folder's owner record
     num_conditioning_frames: int
     build_dataset: Callable  # (args, tokenizer) -> torch Dataset addressed by (epoch, index)
     pipeline_class: type
@@ -58,8 +61,10 @@ def build_trainer(args, task: TrainingTask, models: Optional[Models] = None) -> 
     # Setup: resolved arguments, accelerator, output folder:
     accelerator, args = init_run(args)
     output_dir = Path(args.output_dir)
+    check_output_dir(args, task.script)  # on every process, before any of them writes
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
+        prepare_output_dir(args, task.script)
         remove_partial_checkpoints(output_dir)
 
     # Models, data (with the caches that replace per-step encoding) and the objective's statistics:
@@ -85,35 +90,82 @@ def build_trainer(args, task: TrainingTask, models: Optional[Models] = None) -> 
     accelerator.register_for_checkpointing(lr_scheduler)
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
-    state = restore_state(args, accelerator, ema)
+    state = restore_state(args, accelerator, optimizer, lr_scheduler, ema)
 
     trainer = Trainer(args=args, task=task, models=models, accelerator=accelerator, loader=loader, sampler=sampler,
                       optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema, generator=torch.Generator(device=accelerator.device),
                       weight_dtype=weight_dtype, state=state, max_steps=max_steps, objective_settings=objective_settings,
                       logger=RunLogger(accelerator, output_dir), prompt_table=prompt_table,
                       empty_text=encode_prompts(models.tokenizer, models.text_encoder, [""], accelerator.device))
-    if accelerator.is_main_process:
+    if accelerator.is_main_process:  # training_args.json is written with the weights it describes, not before
         accelerator.init_trackers(task.name, config=_tracker_config(args))
-        trainer.save_args(output_dir)
     accelerator.print(f"training {len(dataset)} samples for {max_steps} steps: {accelerator.num_processes} process(es) x batch "
                       f"{args.train_batch_size} x accumulation {args.gradient_accumulation_steps} on {accelerator.device}")
     return trainer
 
 
-def restore_state(args, accelerator, ema=None) -> TrainState:
+def restore_state(args, accelerator, optimizer, lr_scheduler, ema=None) -> TrainState:
     """The checkpoint ``--resume_from_checkpoint`` names, loaded (EMA weights
-    moved back to the training device); else a fresh state."""
+    moved back to the training device) with this run's optimizer settings
+    applied; else a fresh state."""
     output_dir = Path(args.output_dir)
-    checkpoint = find_checkpoint(output_dir, args.resume_from_checkpoint)
+    checkpoint = find_checkpoint(output_dir, args.resume_from_checkpoint, report=accelerator.print)
     if checkpoint is None:
         if args.resume_from_checkpoint == "latest":
-            accelerator.print(f"no checkpoint in {output_dir}; starting a new run")
+            accelerator.print(f"no intact checkpoint in {output_dir}; starting a new run")
         return TrainState(seed=args.seed)
-    state = load_checkpoint(accelerator, checkpoint)
+    later = later_checkpoints(output_dir, checkpoint)
+    if later and args.resume_from_checkpoint == "latest" and accelerator.is_main_process:
+        for damaged in later:  # latest passed over them: each is damaged
+            damaged.rename(damaged.with_name(f"{damaged.name}.damaged"))
+            accelerator.print(f"moved the damaged {damaged.name} aside to {damaged.name}.damaged")
+    elif later:
+        raise UserError(f"resuming from {checkpoint.name}, but {', '.join(p.name for p in later)} of a later point exist in "
+                        f"{output_dir}; move them out of the folder (pruning would delete them), or resume from latest")
+    with keep_new_hyperparameters(optimizer, lr_scheduler, accelerator.print):
+        try:
+            state = load_checkpoint(accelerator, checkpoint)
+        except Exception as err:  # noqa: BLE001 - a file the checks above could not see as damaged
+            raise UserError(f"cannot resume from {checkpoint} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                            "resume from an earlier checkpoint") from None
     if ema is not None:
         ema.to(accelerator.device)  # accelerate loads registered objects onto the CPU; EMAModel keeps them there
     accelerator.print(f"resumed from {checkpoint} at step {state.global_step}")
     return state
+
+
+OPTIMIZER_SETTINGS = ("betas", "eps", "weight_decay")
+
+
+@contextmanager
+def keep_new_hyperparameters(optimizer, lr_scheduler, report):
+    """Loading a checkpoint restores the optimizer's and the schedule's saved
+    settings; this run's flags (learning rate, AdamW's betas, eps, weight
+    decay) are put back over them, and each change is reported once, so what
+    ``training_args.json`` records is what trains."""
+    groups = optimizer.param_groups
+    base_lrs = list(lr_scheduler.base_lrs)
+    settings = [{name: _plain(group[name]) for name in OPTIMIZER_SETTINGS if name in group} for group in groups]
+    yield
+    changes = []
+    if [float(lr) for lr in lr_scheduler.base_lrs] != base_lrs:
+        changes.append(f"learning rate {lr_scheduler.base_lrs[0]:g} -> {base_lrs[0]:g}")
+        lr_scheduler.base_lrs = base_lrs
+        for group, base, factor in zip(groups, base_lrs, lr_scheduler.lr_lambdas):
+            group["initial_lr"], group["lr"] = base, base * factor(lr_scheduler.last_epoch)
+        lr_scheduler._last_lr = [group["lr"] for group in groups]
+    for index, (group, wanted) in enumerate(zip(groups, settings)):
+        for name, value in wanted.items():
+            if _plain(group[name]) != value:
+                if index == 0:
+                    changes.append(f"{name} {_plain(group[name])} -> {value}")
+                group[name] = tuple(value) if name == "betas" else value
+    if changes:
+        report(f"resumed with this run's settings, not the checkpoint's: {', '.join(changes)}")
+
+
+def _plain(value):
+    return [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value)
 
 
 class ThroughputMeter:

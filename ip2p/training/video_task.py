@@ -81,7 +81,7 @@ def video_task(args):
 
     prior_frames = 1 if args.motion_prior == "flow" else 0  # the flow-warped frame, after the observed ones
     return TrainingTask(
-        name="video-instruct-pix2pix",
+        name="video-instruct-pix2pix", script="train_video_ip2p.py",
         num_conditioning_frames=frames_per_sample(split, args.original_image_column, source) + prior_frames,
         build_dataset=build_dataset, pipeline_class=VideoInstructPix2PixPipeline,
         pipeline_kwargs=dict(motion_prior=args.motion_prior, default_inference_steps=args.validation_inference_steps,
