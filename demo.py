@@ -29,13 +29,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if importlib.util.find_spec("gradio") is None:
         raise UserError("the demo needs Gradio: pip install -r requirements-demo.txt")
-    from ip2p.evaluation.demo_app import build_demo
+    from ip2p.evaluation.demo_app import MAX_UPLOAD, build_demo
     from ip2p.models.video_pipeline import inference_device_and_dtype, load_video_pipeline, model_resolution
 
     device, dtype = inference_device_and_dtype(args.precision)
     pipeline = load_video_pipeline(args.model, device, dtype)
     demo = build_demo(pipeline, args.resolution or model_resolution(args.model))
-    demo.launch(server_name=args.host, server_port=args.port, share=False, show_error=True)
+    demo.launch(server_name=args.host, server_port=args.port, share=False, show_error=True, max_file_size=MAX_UPLOAD)
     return 0
 
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from ip2p.models.samplers import SAMPLERS, add_sampling_arguments, chosen_settings, use_sampler
-from ip2p.shared.cli import make_parser, run_main
+from ip2p.shared.cli import UserError, at_least, make_parser, run_main
 
 
 def parse_args(argv):
@@ -32,9 +32,9 @@ def parse_args(argv):
                         help="sampler: the model's saved one, deterministic DDIM, or stochastic Euler ancestral")
     parser.add_argument("--horizon", type=int, default=None, metavar="K",
                         help="score a K-frame rollout step by step instead (raw clips of at least 20 + K frames)")
-    parser.add_argument("--batch-size", type=int, default=8, help="clips predicted together")
-    parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
-    parser.add_argument("--grid-samples", type=int, default=8, help="samples shown in grid.png")
+    parser.add_argument("--batch-size", type=at_least(1), default=8, help="clips predicted together")
+    parser.add_argument("--max-samples", type=at_least(1), default=None, help="evaluate only the first N samples")
+    parser.add_argument("--grid-samples", type=at_least(1), default=8, help="samples shown in grid.png")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
     parser.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
                         help="auto: bf16 on a GPU (fp16 without bf16), fp32 on CPU")
@@ -66,6 +66,8 @@ def evaluate_horizon(args, pipeline, resolution: int, settings: dict, generator,
                                          write_horizon_outputs)
 
     samples = horizon_samples(args.data, args.split, pipeline.num_frames, args.horizon)[: args.max_samples]
+    if not samples:
+        raise UserError(f"{args.data} has no clips of {pipeline.num_frames + args.horizon} frames in split {args.split!r}")
     results = in_batches(samples, args.batch_size, f"rolling out {args.horizon} frames", lambda batch: evaluate_horizon_batch(
         pipeline, batch, resolution, settings, generator, args.horizon))
     summary = summarise_horizon(results, args.horizon)
@@ -97,6 +99,8 @@ def main(argv=None) -> int:
     if args.horizon:
         return evaluate_horizon(args, pipeline, resolution, settings, generator, meta)
     samples = samples_from_data(args.data, args.split, pipeline.num_frames)[: args.max_samples]
+    if not samples:
+        raise UserError(f"{args.data} has no samples in split {args.split!r}; choose another --split or --data")
     results = in_batches(samples, args.batch_size, "evaluating", lambda batch: evaluate_batch(
         pipeline, batch, resolution, settings, generator, args.save_predictions))
     summary = summarise(results)

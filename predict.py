@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from ip2p.models.samplers import add_sampling_arguments, chosen_settings
+from ip2p.shared.atomic_dir import atomic_output_dir
 from ip2p.shared.cli import UserError, make_parser, run_main
 
 
@@ -37,6 +38,8 @@ def parse_args(argv):
     parser.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
                         help="auto: bf16 on a GPU (fp16 without bf16), fp32 on CPU")
     parser.add_argument("--output-dir", type=Path, default=Path("predictions"), help="where the PNGs go")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --output-dir even if predict.py did not write it, or it holds files it did not write")
     args = parser.parse_args(argv)
     if args.num_future_frames < 1 or args.fps <= 0:
         parser.error("--num-future-frames must be at least 1 and --fps positive")
@@ -66,14 +69,31 @@ def clip_from_folder(args, num_frames):
     return frames, Image.open(target).convert("RGB") if target else None, instruction
 
 
+def write_prediction(folder: Path, frames, predicted, truth, resolution: int, fps: float) -> list:
+    """prediction.png and strip.png, and for a rollout its frames, GIF and MP4; returns what was written."""
+    from ip2p.shared.images import make_strip
+
+    predicted[0].save(folder / "prediction.png")
+    make_strip([frames[-1], predicted[0]] + ([truth] if truth is not None else []), resolution).save(folder / "strip.png")
+    written = ["prediction.png", "strip.png"]
+    if len(predicted) > 1:
+        from ip2p.shared.video_files import rollout_frames, write_gif, write_mp4
+
+        for step, frame in enumerate(predicted, start=len(frames) + 1):
+            frame.save(folder / f"frame_{step:02d}.png")
+        shown = rollout_frames(frames, predicted)
+        write_gif(shown, folder / "rollout.gif", fps)
+        write_mp4(shown, folder / "rollout.mp4", round(fps))
+        written += [f"frame_{len(frames) + 1}.png ... frame_{len(frames) + len(predicted)}.png", "rollout.gif", "rollout.mp4"]
+    return written
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
     from PIL import ImageOps
 
     from ip2p.models.video_pipeline import inference_device_and_dtype, load_video_pipeline, model_resolution
-    from ip2p.shared.images import make_strip
-
     device, dtype = inference_device_and_dtype(args.precision)
     pipeline = load_video_pipeline(args.model, device, dtype)
     loader = clip_from_dataset if args.dataset else clip_from_folder
@@ -82,6 +102,10 @@ def main(argv=None) -> int:
     if not instruction:
         raise UserError("no instruction: pass --instruction \"...\" (or put it in the clip's label.txt)")
     resolution = args.resolution or model_resolution(args.model)
+    if pipeline.num_frames == 1:
+        print(f"note: {args.model} is a single-image InstructPix2Pix model (UNet in_channels "
+              f"{pipeline.unet.config.in_channels}): it sees only the last observed frame, at {resolution} px; "
+              "a model from train_video_ip2p.py predicts from all 20", file=sys.stderr)
     frames = [ImageOps.fit(frame, (resolution, resolution)) for frame in frames]
     settings = chosen_settings(pipeline, args)
     try:
@@ -89,19 +113,8 @@ def main(argv=None) -> int:
                                      generator=torch.Generator(device=device).manual_seed(args.seed), **settings)
     except ValueError as err:
         raise UserError(f"{args.video or args.dataset}: {err}") from None
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    predicted[0].save(args.output_dir / "prediction.png")
-    make_strip([frames[-1], predicted[0]] + ([truth] if truth is not None else []), resolution).save(args.output_dir / "strip.png")
-    written = ["prediction.png", "strip.png"]
-    if args.num_future_frames > 1:
-        from ip2p.shared.video_files import rollout_frames, write_gif, write_mp4
-
-        for step, frame in enumerate(predicted, start=len(frames) + 1):
-            frame.save(args.output_dir / f"frame_{step:02d}.png")
-        shown = rollout_frames(frames, predicted)
-        write_gif(shown, args.output_dir / "rollout.gif", args.fps)
-        write_mp4(shown, args.output_dir / "rollout.mp4", round(args.fps))
-        written += [f"frame_{len(frames) + 1}.png ... frame_{len(frames) + len(predicted)}.png", "rollout.gif", "rollout.mp4"]
+    with atomic_output_dir(args.output_dir, "predict.py", args.overwrite) as staging:  # only this run's files
+        written = write_prediction(staging, frames, predicted, truth, resolution, args.fps)
     print(f"{instruction!r}: wrote {', '.join(written)} in {args.output_dir}")
     return 0
 

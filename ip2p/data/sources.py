@@ -28,6 +28,10 @@ def load_training_split(args) -> Tuple[object, Resolver, str]:
         if is_processed_dataset(folder):
             processed = load_processed_dataset(folder)
             return _train_split(processed.splits, folder), processed.frame_path, str(folder)
+        if looks_like_raw_root(folder):
+            raise UserError(f"--train_data_dir {folder} is a raw clip root (clip folders of frames), not a dataset; convert it "
+                            f"first: python make_dataset.py --data-root {folder} --output-dir processed_dataset_seq, then pass "
+                            "--train_data_dir processed_dataset_seq")
         if (folder / "metadata.jsonl").is_file():
             return _read_jsonl_folder(folder), lambda name: folder / name, str(folder / "metadata.jsonl")
         loaded = datasets.load_dataset("imagefolder", data_dir=str(folder), cache_dir=args.cache_dir)
@@ -41,6 +45,14 @@ def load_training_split(args) -> Tuple[object, Resolver, str]:
     except Exception as err:  # hub, network and format errors all end here
         raise UserError(f"cannot load dataset {name!r} ({type(err).__name__}: {str(err).splitlines()[0]})") from None
     return _train_split(loaded, name), lambda path: Path(path), name
+
+
+def looks_like_raw_root(folder: Path) -> bool:
+    """The layouts make_dataset.py reads: metadata.json beside numbered frame
+    folders, or clip folders of observe_NN.jpg (up to three levels down)."""
+    if (folder / "metadata.json").is_file() and not (folder / "metadata.jsonl").is_file():
+        return True
+    return any(next(folder.glob("/".join(["*"] * depth + ["observe_00.jpg"])), None) for depth in range(4))
 
 
 def _train_split(loaded, source) -> object:

@@ -130,13 +130,29 @@ def match_videos(entries: List[LabelledVideo], videos: Dict[str, Path]) -> Tuple
     return matched, problems
 
 
-def decode_frames(path: Path, max_side: int):
-    """Every frame of the video, in order, as RGB PIL images no larger than
+def check_clip_folders(entries: List[LabelledVideo]) -> None:
+    """Two videos whose names become the same clip folder (``Clip-1.webm`` and
+    ``clip_1.webm`` are both ``clip_1``) would write over each other's frames: refused, naming both."""
+    seen: Dict[Tuple[str, str, str], LabelledVideo] = {}
+    for entry in entries:
+        folder = ("val" if entry.split == "val" else "train", entry.task_type, folder_safe(entry.key))
+        if folder in seen:
+            raise UserError(f"{seen[folder].video} and {entry.video} would both be written to {'/'.join(folder)}; "
+                            "rename one of the videos (and its label entry)")
+        seen[folder] = entry
+
+
+def decode_frames(path: Path, max_side: int, keep_last: Optional[int] = None):
+    """Every frame of the video (or only the last ``keep_last``, the others
+    dropped as they are decoded), in order, as RGB PIL images no larger than
     ``max_side``; raises ValueError with the reason for a bad file."""
+    from collections import deque
+
     import av
     from PIL import Image
 
-    frames = []
+    frames = deque(maxlen=keep_last)
+    decoded = 0
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -152,14 +168,15 @@ def decode_frames(path: Path, max_side: int):
                     image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                                          Image.BICUBIC)
                 frames.append(image)
+                decoded += 1
     except av.error.FFmpegError as err:
-        where = f"is truncated or damaged after frame {len(frames)}" if frames else "cannot be decoded"
+        where = f"is truncated or damaged after frame {decoded}" if decoded else "cannot be decoded"
         raise ValueError(f"{where} ({err.__class__.__name__}: {err.strerror or err}); re-download or re-encode it") from None
-    if not frames:
+    if not decoded:
         raise ValueError("holds no video frames; re-download or re-encode it")
-    if len(frames) < 0.9 * expected - 1:  # the header promises more than decodes: the file was cut short
-        raise ValueError(f"is truncated: {len(frames)} of its {expected} frames decode; re-download or re-encode it")
-    return frames
+    if decoded < 0.9 * expected - 1:  # the header promises more than decodes: the file was cut short
+        raise ValueError(f"is truncated: {decoded} of its {expected} frames decode; re-download or re-encode it")
+    return list(frames)
 
 
 def import_video(entry: LabelledVideo, policy: Tuple[str, int], num_frames: int, max_side: int, staging: Path) -> dict:

@@ -5,7 +5,10 @@ the predicted next frame and a rollout GIF (observed frames, then the
 predicted ones in a red border).
 """
 
+import atexit
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -16,18 +19,26 @@ from ..shared.cli import UserError
 from ..shared.video_files import rollout_frames, write_gif
 
 
+MAX_UPLOAD = "100mb"  # per file, enforced by Gradio before the file reaches us
+MAX_IMAGES_FACTOR = 4  # an upload of frames may hold at most this many times the frames the model observes
+GIF_FOLDER_AGE_S = 600  # a request's GIF folder is deleted by the first request after this age (and all at exit)
+
+
 def observed_frames(video: Optional[str], images: Optional[Sequence[str]], count: int, resolution: int) -> List[Image.Image]:
-    """The last ``count`` frames of the uploaded video, or the uploaded images
-    in file-name order, fitted to ``resolution``; a wrong upload is a UserError."""
+    """The last ``count`` frames of the uploaded video (only those are kept
+    while decoding), or the uploaded images in file-name order (only the last
+    ``count`` are opened), fitted to ``resolution``; a wrong upload is a UserError."""
     if video:
         try:
-            frames = decode_frames(Path(video), max_side=4 * resolution)
+            frames = decode_frames(Path(video), max_side=4 * resolution, keep_last=count)
         except ValueError as err:
             raise UserError(f"the video {Path(video).name} {err}") from None
         source = f"the video has {len(frames)} frames"
     elif images:
+        if len(images) > MAX_IMAGES_FACTOR * count:
+            raise UserError(f"{len(images)} images were uploaded; upload the last {count} frames (at most {MAX_IMAGES_FACTOR * count})")
         try:
-            frames = [Image.open(path).convert("RGB") for path in sorted(images, key=lambda p: Path(p).name)]
+            frames = [Image.open(path).convert("RGB") for path in sorted(images, key=lambda p: Path(p).name)[-count:]]
         except OSError as err:
             raise UserError(f"an uploaded image cannot be read ({err}); upload JPEG or PNG frames") from None
         source = f"{len(frames)} images were uploaded"
@@ -47,9 +58,25 @@ def predict_upload(pipeline, video, images, instruction: str, future_frames: int
     frames = observed_frames(video, images, pipeline.num_frames, resolution)
     generator = torch.Generator(device=pipeline.device).manual_seed(seed)
     predicted = pipeline.rollout(instruction.strip(), frames, max(1, int(future_frames)), generator=generator)
-    gif = Path(tempfile.mkdtemp(prefix="ip2p-demo-")) / "rollout.gif"
+    gif = Path(tempfile.mkdtemp(prefix="request-", dir=gif_root())) / "rollout.gif"
     write_gif(rollout_frames(frames, predicted), gif, fps=6)
     return predicted[0], str(gif)
+
+
+def gif_root() -> Path:
+    """The demo's folder of per-request GIF folders: made once, removed at exit;
+    each call deletes the request folders older than GIF_FOLDER_AGE_S (Gradio has copied them by then)."""
+    global _GIF_ROOT
+    if _GIF_ROOT is None:
+        _GIF_ROOT = Path(tempfile.mkdtemp(prefix="ip2p-demo-"))
+        atexit.register(shutil.rmtree, _GIF_ROOT, True)
+    for folder in _GIF_ROOT.glob("request-*"):
+        if time.time() - folder.stat().st_mtime > GIF_FOLDER_AGE_S:
+            shutil.rmtree(folder, ignore_errors=True)
+    return _GIF_ROOT
+
+
+_GIF_ROOT: Optional[Path] = None
 
 
 def build_demo(pipeline, resolution: int, max_future_frames: int = 16):
@@ -62,7 +89,8 @@ def build_demo(pipeline, resolution: int, max_future_frames: int = 16):
         except UserError as err:
             raise gr.Error(str(err)) from None
 
-    with gr.Blocks(title="Text-instructed next-frame prediction") as demo:
+    # Gradio's own copies of uploads and outputs are deleted after GIF_FOLDER_AGE_S too.
+    with gr.Blocks(title="Text-instructed next-frame prediction", delete_cache=(GIF_FOLDER_AGE_S, GIF_FOLDER_AGE_S)) as demo:
         gr.Markdown(f"Upload a video or the last {pipeline.num_frames} frames, write what happens, "
                     "and get the next frame and a rollout (predicted frames in red).")
         with gr.Row():
@@ -77,5 +105,7 @@ def build_demo(pipeline, resolution: int, max_future_frames: int = 16):
             with gr.Column():
                 next_frame = gr.Image(label="predicted next frame", type="pil", format="png")
                 rollout = gr.Image(label="rollout (GIF)", type="filepath")
-        button.click(run, inputs=[video, images, instruction, future], outputs=[next_frame, rollout], api_name="predict")
+        # One model on one device: requests wait in Gradio's queue instead of sampling side by side.
+        button.click(run, inputs=[video, images, instruction, future], outputs=[next_frame, rollout], api_name="predict",
+                     concurrency_limit=1)
     return demo
