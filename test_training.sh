@@ -6,6 +6,8 @@
 # -> a 4-frame rollout of a held-out clip (strip, frames, GIF, MP4).
 # Uses models/instruct-pix2pix when present, else the tiny offline model (the
 # 20-frame smoke run always uses the tiny one: it stays a few CPU minutes).
+# Run again, it starts both runs afresh; the earlier ones move into
+# test_output*/superseded-<time>/ (--overwrite_output_dir), nothing is deleted.
 set -euo pipefail
 cd "$(dirname "$0")"
 bash install.sh
@@ -35,7 +37,7 @@ echo "== training 5 steps"
 "$python" train_instruct_pix2pix.py \
     --pretrained_model_name_or_path "$model" \
     --train_data_dir dataset_mini/test_data \
-    --output_dir test_output \
+    --output_dir test_output --overwrite_output_dir \
     --resolution "$resolution" --train_batch_size 1 --max_train_steps 5 \
     --checkpointing_steps 5 --learning_rate 1e-4 --lr_warmup_steps 0 --seed 0 \
     --val_image_url dataset_mini/test_video/00.jpg --validation_prompt "dropping a pen onto the table" \
@@ -47,7 +49,7 @@ tiny=models/tiny-instruct-pix2pix
 "$python" create_mini_data.py --synthetic --videos-per-task 2 --val-videos-per-task 1 --size 32 --output-dir dataset_mini_clips
 "$python" make_dataset.py --data-root dataset_mini_clips --output-dir processed_mini_clips
 "$python" train_video_ip2p.py \
-    --pretrained_model_name_or_path "$tiny" --train_data_dir processed_mini_clips --output_dir test_output_video \
+    --pretrained_model_name_or_path "$tiny" --train_data_dir processed_mini_clips --output_dir test_output_video --overwrite_output_dir \
     --resolution 32 --train_batch_size 2 --gradient_accumulation_steps 1 --max_train_steps 5 --checkpointing_steps 5 \
     --learning_rate 1e-4 --lr_warmup_steps 0 --seed 0 --num_validation_images 1 --latent_cache_dir test_output_video/.latents
 "$python" predict.py --model test_output_video --dataset processed_mini_clips --split test --index 0 --resolution 32 \

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_script, script_env
+from ip2p.shared.atomic_dir import OWNER_FILE
 
 REPO_ID = "mirror-org/tiny-ip2p"
 
@@ -67,7 +68,7 @@ def mirror(tmp_path_factory, tiny_model):
 
 def weight_and_config_files(folder: Path) -> dict:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and ".git" not in p.parts and ".cache" not in p.parts}
+            if p.is_file() and ".git" not in p.parts and ".cache" not in p.parts and p.name != OWNER_FILE}
 
 
 def download(cwd, *args, **env):

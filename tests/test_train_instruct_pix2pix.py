@@ -206,7 +206,7 @@ def test_cached_latents_and_prompts_change_where_the_numbers_come_from_not_the_n
     shutil.copytree(pairs, square)
     for image in square.glob("*.jpg"):
         Image.open(image).resize((40, 40)).save(image)
-    done = train(tmp_path, tiny_model, square, "square", "--max_train_steps", 1, "--seed", 0)
+    done = train(tmp_path, tiny_model, square, "square-run", "--max_train_steps", 1, "--seed", 0)
     assert done.returncode == 0 and "encoded 4, reused 0" in done.stdout, done.stderr[-2000:]
 
 

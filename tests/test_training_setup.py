@@ -38,7 +38,9 @@ def test_resumed_ema_weights_are_moved_to_the_training_device(tmp_path):
                                         print=lambda *a: None)
     ema = types.SimpleNamespace(to=lambda device: moves.append(device))
     args = types.SimpleNamespace(output_dir=str(tmp_path / "out"), resume_from_checkpoint="latest", seed=3)
-    state = restore_state(args, accelerator, ema)
+    optimizer = types.SimpleNamespace(param_groups=[{"lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}])
+    lr_scheduler = types.SimpleNamespace(base_lrs=[1e-4])
+    state = restore_state(args, accelerator, optimizer, lr_scheduler, ema)
     assert (state.global_step, state.epoch) == (2, 1)
     assert moves == [torch.device("meta")]  # where the shadow weights go: accelerate loads them onto the CPU
 

@@ -50,7 +50,8 @@ def test_cached_and_uncached_training_give_the_same_losses(tmp_path, tiny_model,
 def test_cache_is_reused_by_later_runs_and_invalidated_by_changes(tmp_path, tiny_model, clips):
     data = tmp_path / "clips"
     shutil.copytree(clips, data, symlinks=True)
-    run = lambda *extra: train_video(tmp_path, tiny_model, data / "processed", "out", "--max_train_steps", 1, "--seed", 0, *extra)
+    run = lambda *extra: train_video(tmp_path, tiny_model, data / "processed", "out", "--max_train_steps", 1, "--seed", 0,
+                                     "--overwrite_output_dir", *extra)
     assert "encoded 3, reused 0" in run().stdout
     assert "encoded 0, reused 3" in run().stdout
     assert "encoded 3, reused 0" in run("--resolution", 16).stdout  # another resolution: other latents
@@ -297,7 +298,7 @@ def test_run_video_training_launches_two_cpu_processes(tmp_path, tiny_model, vid
     assert done.returncode != 0 and "no GPU visible" not in done.stdout
     assert done.stderr.strip().splitlines() == [f"error: --custom_unet_path {tmp_path / 'nowhere'} does not exist"]
     (tmp_path / "empty_unet").mkdir()
-    failing = [c if c != str(video_model) else str(tmp_path / "empty_unet") for c in command]
+    failing = [c if c != str(video_model) else str(tmp_path / "empty_unet") for c in command] + ["--overwrite_output_dir"]
     done = subprocess.run(failing, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]

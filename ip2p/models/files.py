@@ -64,6 +64,13 @@ def _component_problem(folder: Path, class_name: str) -> Optional[str]:
 
 def safetensors_file_problem(path: Path) -> Optional[str]:
     """Header parses and the tensors it declares fit in the file (catches truncation)."""
+    damage = safetensors_damage(path)
+    return f"{path.name} is {damage}; re-run the download" if damage else None
+
+
+def safetensors_damage(path: Path) -> Optional[str]:
+    """What is wrong with a safetensors file (unreadable header, or data bytes
+    other than its header declares), or None."""
     import struct
 
     try:
@@ -72,10 +79,10 @@ def safetensors_file_problem(path: Path) -> Optional[str]:
             header = json.loads(handle.read(header_size))
         data_end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
     except Exception as err:
-        return f"{path.name} is not a readable safetensors file ({type(err).__name__})"
+        return f"not a readable safetensors file ({type(err).__name__})"
     actual = path.stat().st_size - 8 - header_size
     if actual != data_end:
-        return f"{path.name} is incomplete or corrupt ({actual} data bytes, header declares {data_end}); re-run the download"
+        return f"incomplete or corrupt ({actual} data bytes, header declares {data_end})"
     return None
 
 

@@ -39,13 +39,18 @@ def mark_owner(folder: Path, tool: str, entries: Optional[List[str]] = None) -> 
     """Record ``tool`` as the writer of ``folder`` and of its current top-level entries (or ``entries``)."""
     folder = Path(folder)
     names = sorted(entries if entries is not None else (p.name for p in folder.iterdir() if p.name != OWNER_FILE))
-    (folder / OWNER_FILE).write_text(json.dumps({"written_by": tool, "entries": names}, indent=1) + "\n", encoding="utf-8")
+    text = json.dumps({"written_by": tool, "entries": names}, indent=1) + "\n"
+    path = folder / OWNER_FILE
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:  # a re-run that changed nothing rewrites nothing
+        path.write_text(text, encoding="utf-8")
 
 
 def foreign_entries(folder: Path, owner: dict) -> List[str]:
-    """Top-level entries of ``folder`` its owner record does not list (a user's additions)."""
+    """Top-level entries of ``folder`` its owner record does not list and no
+    tool of ours wrote (a user's additions; prepare_test_data.py's test_data/
+    inside create_mini_data.py's output is ours)."""
     known = set(owner.get("entries", [])) | {OWNER_FILE}
-    return sorted(p.name for p in Path(folder).iterdir() if p.name not in known)
+    return sorted(p.name for p in Path(folder).iterdir() if p.name not in known and read_owner(p) is None)
 
 
 def check_replaceable(folder: Path, tool: str, overwrite: bool = False, flag: str = "--overwrite") -> None:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..models.files import safetensors_damage
 from ..shared.cli import UserError
 
 STATE_FILE = "training_state.json"
@@ -80,7 +81,7 @@ def checkpoint_problem(path: Path) -> Optional[str]:
         return f"{Path(path) / STATE_FILE} is damaged ({type(err).__name__})"
     for file in sorted(Path(path).rglob("*")):
         if file.suffix == ".safetensors":
-            problem = _safetensors_problem(file)
+            problem = safetensors_damage(file)
         elif file.suffix in (".bin", ".pkl", ".pt"):
             problem = _archive_problem(file)
         else:
@@ -88,23 +89,6 @@ def checkpoint_problem(path: Path) -> Optional[str]:
         if problem:
             return f"{file} is damaged ({problem})"
     return None
-
-
-def _safetensors_problem(file: Path) -> Optional[str]:
-    size = file.stat().st_size
-    with open(file, "rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            return "no header"
-        header_length = int.from_bytes(head, "little")
-        if header_length > size - 8:
-            return "truncated header"
-        try:
-            header = json.loads(handle.read(header_length))
-        except ValueError:
-            return "unreadable header"
-    end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
-    return None if size >= 8 + header_length + end else f"truncated: {size} of {8 + header_length + end} bytes"
 
 
 def _archive_problem(file: Path) -> Optional[str]:
