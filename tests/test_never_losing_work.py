@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, logged_losses, numbered_clip_root, run_script, script_env, train_video
+from conftest import logged_losses, numbered_clip_root, run_script, train_video
 from ip2p.shared.atomic_dir import OWNER_FILE, atomic_output_dir, remove_stale_staging
 from ip2p.shared.cli import UserError
 
@@ -152,6 +152,25 @@ def test_a_new_run_in_a_finished_runs_folder_is_refused_until_asked(tmp_path, ti
     superseded = next(run.glob("superseded-*"))
     assert {k: v for k, v in before.items() if k != OWNER_FILE} == tree_digest(superseded)  # moved aside, byte for byte
     assert not list(run.glob("checkpoint-*")) and json.loads((run / "training_args.json").read_text())["max_train_steps"] == 1
+
+
+def test_overwrite_output_dir_moves_a_run_from_before_the_marker_aside(tmp_path):
+    from types import SimpleNamespace
+
+    from ip2p.shared.atomic_dir import read_owner
+    from ip2p.training.checkpoints import list_checkpoints
+    from ip2p.training.run_folder import check_output_dir, prepare_output_dir
+
+    run = tmp_path / "run"
+    (run / "checkpoint-7").mkdir(parents=True)
+    (run / "checkpoint-7/training_state.json").write_text(json.dumps({"seed": 0, "global_step": 7}))
+    args = SimpleNamespace(output_dir=str(run), pretrained_model_name_or_path=str(tmp_path / "base"), custom_unet_path=None,
+                           overwrite_output_dir=True, resume_from_checkpoint=None)
+    check_output_dir(args, "train_video_ip2p.py")
+    prepare_output_dir(args, "train_video_ip2p.py")
+    assert list_checkpoints(run) == []  # latest cannot pick the old run's step 7
+    assert (next(run.glob("superseded-*")) / "checkpoint-7/training_state.json").is_file()
+    assert read_owner(run)["written_by"] == "train_video_ip2p.py"
 
 
 def test_a_folder_of_other_files_is_refused_as_output(tmp_path, tiny_model, clips):

@@ -34,8 +34,7 @@ def check_output_dir(args, script: str) -> None:
     if not output.is_dir() or not any(output.iterdir()) or args.overwrite_output_dir:
         return
     owner = read_owner(output)
-    ours = owner is not None and owner["written_by"] == script or owner is None and bool(list_checkpoints(output))
-    if not ours:
+    if not is_run_of(output, script):
         writer = f"written by {owner['written_by']}" if owner else "not a run of this trainer"
         raise UserError(f"--output_dir {output} is a non-empty folder {writer}; choose another folder "
                         "(or pass --overwrite_output_dir to train beside its files, which stay untouched)")
@@ -44,6 +43,12 @@ def check_output_dir(args, script: str) -> None:
         raise UserError(f"--output_dir {output} holds an earlier run ({', '.join(earlier[:4])}); continue it with "
                         "--resume_from_checkpoint latest, or pass --overwrite_output_dir to start over (its files are "
                         "then moved into superseded-<time>/ inside it)")
+
+
+def is_run_of(output: Path, script: str) -> bool:
+    """Marked as ``script``'s run folder, or an unmarked folder with checkpoints (a run from before the marker)."""
+    owner = read_owner(output)
+    return owner["written_by"] == script if owner else bool(list_checkpoints(output))
 
 
 def _is_inside(path: Path, folder: Path) -> bool:
@@ -62,10 +67,10 @@ def prepare_output_dir(args, script: str) -> None:
     a superseded run moved aside (``--overwrite_output_dir``), a killed save's leftovers cleaned."""
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    owner = read_owner(output)
-    if args.overwrite_output_dir and args.resume_from_checkpoint is None and (owner or {}).get("written_by") == script:
+    ours = is_run_of(output, script)
+    if args.overwrite_output_dir and args.resume_from_checkpoint is None and ours:
         move_aside_earlier_run(output)
-    if owner is None and (list_checkpoints(output) or not any(output.iterdir())):
+    if read_owner(output) is None and (ours or not any(output.iterdir())):
         mark_owner(output, script, entries=[])  # a new run, or one from before the marker existed
     for leftover in (FINAL_STAGING, FINAL_RETIRED):
         shutil.rmtree(output / leftover, ignore_errors=True)

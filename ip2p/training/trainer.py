@@ -114,14 +114,7 @@ def restore_state(args, accelerator, optimizer, lr_scheduler, ema=None) -> Train
         if args.resume_from_checkpoint == "latest":
             accelerator.print(f"no intact checkpoint in {output_dir}; starting a new run")
         return TrainState(seed=args.seed)
-    later = later_checkpoints(output_dir, checkpoint)
-    if later and args.resume_from_checkpoint == "latest" and accelerator.is_main_process:
-        for damaged in later:  # latest passed over them: each is damaged
-            damaged.rename(damaged.with_name(f"{damaged.name}.damaged"))
-            accelerator.print(f"moved the damaged {damaged.name} aside to {damaged.name}.damaged")
-    elif later:
-        raise UserError(f"resuming from {checkpoint.name}, but {', '.join(p.name for p in later)} of a later point exist in "
-                        f"{output_dir}; move them out of the folder (pruning would delete them), or resume from latest")
+    set_aside_later_checkpoints(output_dir, checkpoint, args.resume_from_checkpoint, accelerator)
     with keep_new_hyperparameters(optimizer, lr_scheduler, accelerator.print):
         try:
             state = load_checkpoint(accelerator, checkpoint)
@@ -132,6 +125,21 @@ def restore_state(args, accelerator, optimizer, lr_scheduler, ema=None) -> Train
         ema.to(accelerator.device)  # accelerate loads registered objects onto the CPU; EMAModel keeps them there
     accelerator.print(f"resumed from {checkpoint} at step {state.global_step}")
     return state
+
+
+def set_aside_later_checkpoints(output_dir: Path, checkpoint: Path, request: str, accelerator) -> None:
+    """Checkpoints later than the one resumed from would outrank the new run's
+    (``latest``, pruning). ``latest`` only passes over damaged ones: those
+    are renamed ``*.damaged``; a checkpoint named on purpose with later ones
+    beside it is refused, naming them. None is ever deleted."""
+    later = later_checkpoints(output_dir, checkpoint)
+    if later and request != "latest":
+        raise UserError(f"resuming from {checkpoint.name}, but {', '.join(p.name for p in later)} of a later point exist in "
+                        f"{output_dir}; move them out of the folder (pruning would delete them), or resume from latest")
+    if later and accelerator.is_main_process:
+        for damaged in later:
+            damaged.rename(damaged.with_name(f"{damaged.name}.damaged"))
+            accelerator.print(f"moved the damaged {damaged.name} aside to {damaged.name}.damaged")
 
 
 OPTIMIZER_SETTINGS = ("betas", "eps", "weight_decay")
