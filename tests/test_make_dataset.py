@@ -297,3 +297,16 @@ def test_unlisted_clip_folders_are_mentioned(tmp_path):
     done = build(root, tmp_path / "out", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "1 frame folder(s) are not listed in metadata.json" in done.stdout and "train/move_object/forgotten" in done.stdout
+
+
+def test_a_clip_of_a_raw_root_takes_its_instruction_from_the_roots_metadata(tmp_path):
+    """predict.py --video on a clip that import_videos.py or create_mini_data.py wrote needs no --instruction."""
+    from ip2p.data.raw_data import prediction_clip
+
+    numbered_clip_root(tmp_path / "raw")
+    inputs, target, instruction = prediction_clip(tmp_path / "raw/val/move_object/video_0", 20)
+    assert instruction == "move object number 0" and len(inputs) == 20 and target.name == "20.jpg"
+    (tmp_path / "raw/val/move_object/video_0/label.txt").write_text("a label of its own")
+    assert prediction_clip(tmp_path / "raw/val/move_object/video_0", 20)[2] == "a label of its own"
+    write_clip(tmp_path / "loose/clip")  # no root above it: the user must give one
+    assert prediction_clip(tmp_path / "loose/clip", 20)[2] is None

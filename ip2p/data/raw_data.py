@@ -18,6 +18,7 @@ Nothing is dropped silently: every sample that cannot be used becomes a
 stop or skip it.
 """
 
+import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -313,7 +314,7 @@ def prediction_clip(folder: Path, num_input_frames: int) -> Tuple[List[Path], Op
         raise UserError(f"{folder} is not a folder of frames")
     names = os.listdir(folder)
     label = folder / "label.txt"
-    instruction = label.read_text(encoding="utf-8").strip() or None if label.is_file() else None
+    instruction = label.read_text(encoding="utf-8").strip() or None if label.is_file() else instruction_from_root(folder)
     observed, problem = _indexed_files(names, OBSERVED_FRAME, "observe_")
     if not problem:
         targets = [n for n in names if n.lower() in TARGET_NAMES]
@@ -327,3 +328,21 @@ def prediction_clip(folder: Path, num_input_frames: int) -> Tuple[List[Path], Op
     if len(inputs) < num_input_frames:
         raise UserError(f"{folder}: {len(inputs)} observed frames, but the model needs {num_input_frames}")
     return inputs[-num_input_frames:], target, instruction
+
+
+def instruction_from_root(folder: Path, levels: int = 4) -> Optional[str]:
+    """The instruction that the nearest raw root's metadata.json (as
+    import_videos.py and create_mini_data.py write it, up to ``levels``
+    folders above) gives this clip folder, or None."""
+    folder = Path(folder).resolve()
+    for root in list(folder.parents)[:levels]:
+        if (root / "metadata.json").is_file():
+            try:
+                entries = json.loads((root / "metadata.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+            for entry in entries if isinstance(entries, list) else []:
+                if isinstance(entry, dict) and (root / str(entry.get("video_path", ""))).resolve() == folder:
+                    return entry.get("instruction") or None
+            return None
+    return None
