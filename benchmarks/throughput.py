@@ -58,6 +58,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ip2p.shared.atomic_dir import mark_owner, read_owner  # noqa: E402
 from ip2p.shared.cli import UserError, at_least, make_parser, run_main  # noqa: E402
 
 CONFIGS = {
@@ -76,7 +77,7 @@ STACK = [  # (label, options added to the row before)
 ]
 # Dense bf16 tensor-core peak, TFLOP/s (vendor data sheets; SXM parts).
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0, "4090": 165.0}
-WORK_MARKER = ".ip2p-throughput-work"  # a --work-dir this benchmark made; any other non-empty folder is refused
+WORK_OWNER = "benchmarks/throughput.py"  # named in a --work-dir's owner record; any other non-empty folder is refused
 PROFILED_STEPS = 5
 LAUNCH_CALLS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx", "cudaGraphLaunch",
                 "cudaMemcpyAsync", "cudaMemsetAsync")
@@ -141,14 +142,13 @@ def work_folder(path):
     """The benchmark's folder: ``path`` (made, or one an earlier run made), else a temporary one."""
     if path is None:
         with tempfile.TemporaryDirectory(prefix="ip2p-throughput-") as temporary:
-            (Path(temporary) / WORK_MARKER).touch()
             yield Path(temporary)
         return
     path = Path(path)
-    if path.exists() and any(path.iterdir()) and not (path / WORK_MARKER).is_file():
+    if path.exists() and any(path.iterdir()) and (read_owner(path) or {}).get("written_by") != WORK_OWNER:
         raise UserError(f"--work-dir {path} holds files this benchmark did not write; give an empty or new folder")
     path.mkdir(parents=True, exist_ok=True)
-    (path / WORK_MARKER).touch()
+    mark_owner(path, WORK_OWNER, entries=[])
     yield path
 
 

@@ -53,7 +53,7 @@ def foreign_entries(folder: Path, owner: dict) -> List[str]:
     return sorted(p.name for p in Path(folder).iterdir() if p.name not in known and read_owner(p) is None)
 
 
-def check_replaceable(folder: Path, tool: str, overwrite: bool = False, flag: str = "--overwrite") -> None:
+def check_replaceable(folder: Path, tool: str, overwrite: bool = False) -> None:
     """Refuse (one line) to replace ``folder`` unless it is empty, absent, ``tool``'s own
     unchanged output, or ``overwrite`` is given."""
     folder = Path(folder)
@@ -66,14 +66,14 @@ def check_replaceable(folder: Path, tool: str, overwrite: bool = False, flag: st
     owner = read_owner(folder)
     if owner is None:
         raise UserError(f"{folder} is a non-empty folder that {tool} did not write; refusing to replace it "
-                        f"(choose another output path, or pass {flag} to replace it whole)")
+                        "(choose another output path, or pass --overwrite to replace it whole)")
     if owner["written_by"] != tool:
         raise UserError(f"{folder} was written by {owner['written_by']}, not {tool}; refusing to replace it "
-                        f"(choose another output path, or pass {flag})")
+                        "(choose another output path, or pass --overwrite)")
     added = foreign_entries(folder, owner)
     if added:
         raise UserError(f"{folder} holds {', '.join(added[:5])}{' ...' if len(added) > 5 else ''} that {tool} did not "
-                        f"write; move them out first (or pass {flag} to delete them with the folder)")
+                        "write; move them out first (or pass --overwrite to delete them with the folder)")
 
 
 def remove_stale_staging(final_dir: Path) -> List[Path]:
@@ -112,11 +112,11 @@ def process_alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_output_dir(final_dir: Path, tool: str, overwrite: bool = False, flag: str = "--overwrite") -> Iterator[Path]:
+def atomic_output_dir(final_dir: Path, tool: str, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty staging folder; on success it is marked as ``tool``'s and
     replaces ``final_dir`` (which ``check_replaceable`` must allow)."""
     final_dir = Path(final_dir)
-    check_replaceable(final_dir, tool, overwrite, flag)
+    check_replaceable(final_dir, tool, overwrite)
     remove_stale_staging(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = final_dir.parent / f".{final_dir.name}.partial-{os.getpid()}"
