@@ -94,6 +94,7 @@ def main(argv=None) -> int:
     from PIL import ImageOps
 
     from ip2p.models.video_pipeline import inference_device_and_dtype, load_video_pipeline, model_resolution
+
     device, dtype = inference_device_and_dtype(args.precision)
     pipeline = load_video_pipeline(args.model, device, dtype)
     loader = clip_from_dataset if args.dataset else clip_from_folder

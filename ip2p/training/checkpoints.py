@@ -47,15 +47,17 @@ def list_checkpoints(output_dir: Path):
     return [path for _, path in sorted(found)]
 
 
-def find_checkpoint(output_dir: Path, request: Optional[str], report: Callable[[str], None] = print) -> Optional[Path]:
+def find_checkpoint(output_dir: Path, request: Optional[str], report: Callable[[str], None] = print,
+                    read_files: bool = True) -> Optional[Path]:
     """The checkpoint ``--resume_from_checkpoint`` names, or None for a fresh
     start. ``latest`` passes over damaged checkpoints to the newest intact one
-    (and says so); a named checkpoint that is damaged is one line naming the file."""
+    (and says so); a named checkpoint that is damaged is one line naming the
+    file. ``read_files=False`` checks the state file only (``checkpoint_problem``)."""
     if request is None:
         return None
     if request == "latest":
         for checkpoint in reversed(list_checkpoints(output_dir)):
-            problem = checkpoint_problem(checkpoint)
+            problem = checkpoint_problem(checkpoint, read_files)
             if problem is None:
                 return checkpoint
             report(f"skipping {checkpoint}: {problem}")
@@ -65,21 +67,22 @@ def find_checkpoint(output_dir: Path, request: Optional[str], report: Callable[[
         path = Path(output_dir) / request
     if not (path / STATE_FILE).is_file():
         raise UserError(f"--resume_from_checkpoint {request}: no complete checkpoint there (expected {path / STATE_FILE})")
-    problem = checkpoint_problem(path)
+    problem = checkpoint_problem(path, read_files)
     if problem:
         raise UserError(f"--resume_from_checkpoint {request}: {problem}; resume from an earlier checkpoint or 'latest'")
     return path
 
 
-def checkpoint_problem(path: Path) -> Optional[str]:
+def checkpoint_problem(path: Path, read_files: bool = True) -> Optional[str]:
     """What is damaged in a checkpoint (naming the file), or None: the state
-    file parses, safetensors files hold every byte their header promises, and
-    torch.save archives (optimizer, scheduler, random states) pass their CRC check."""
+    file parses, and (``read_files``) safetensors files hold every byte their
+    header promises and torch.save archives (optimizer, scheduler, random
+    states) pass their CRC check, which reads them whole."""
     try:
         read_state(path)
     except (OSError, ValueError, TypeError) as err:
         return f"{Path(path) / STATE_FILE} is damaged ({type(err).__name__})"
-    for file in sorted(Path(path).rglob("*")):
+    for file in sorted(Path(path).rglob("*")) if read_files else []:
         if file.suffix == ".safetensors":
             problem = safetensors_damage(file)
         elif file.suffix in (".bin", ".pkl", ".pt"):
@@ -102,10 +105,10 @@ def _archive_problem(file: Path) -> Optional[str]:
 
 def later_checkpoints(output_dir: Path, checkpoint: Path) -> list:
     """Checkpoints of ``output_dir`` with more steps than ``checkpoint``."""
-    step = int(CHECKPOINT_NAME.match(checkpoint.name).group(1)) if CHECKPOINT_NAME.match(checkpoint.name) else None
-    if step is None or checkpoint.resolve().parent != Path(output_dir).resolve():
+    match = CHECKPOINT_NAME.match(checkpoint.name)
+    if match is None or checkpoint.resolve().parent != Path(output_dir).resolve():
         return []
-    return [path for path in list_checkpoints(output_dir) if int(CHECKPOINT_NAME.match(path.name).group(1)) > step]
+    return [path for path in list_checkpoints(output_dir) if int(CHECKPOINT_NAME.match(path.name).group(1)) > int(match.group(1))]
 
 
 def remove_partial_checkpoints(output_dir: Path) -> None:

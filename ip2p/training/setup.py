@@ -41,7 +41,8 @@ def agree_on_seed(args, accelerator) -> int:
     differently, training some samples twice an epoch and others never."""
     from accelerate.utils import broadcast_object_list
 
-    checkpoint = find_checkpoint(Path(args.output_dir), args.resume_from_checkpoint)
+    # Only the seed is needed here: restore_state reads every file of the checkpoint, once, and says what it skips.
+    checkpoint = find_checkpoint(Path(args.output_dir), args.resume_from_checkpoint, report=lambda line: None, read_files=False)
     seed = read_state(checkpoint).seed if checkpoint else random.SystemRandom().randrange(2**31)
     return broadcast_object_list([seed], from_process=0)[0] if accelerator.num_processes > 1 else seed
 
