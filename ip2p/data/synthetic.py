@@ -20,17 +20,13 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Tuple
+from typing import Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-TASKS = ("drop_object", "cover_object", "move_object")
-COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 210, 40),
-           "purple": (140, 60, 180), "orange": (240, 140, 30), "white": (245, 245, 245), "black": (20, 20, 20)}
-SHAPES = ("square", "circle")
-SUPERSAMPLE = 4
-NUM_FRAMES = 21
+from .synthetic_common import COLOURS, NUM_FRAMES, SUPERSAMPLE, TASKS, cover_layout, drop_layout, move_path
+from .synthetic_hard import draw_hard_clip
 
 
 def backdrop(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -62,61 +58,10 @@ def _render(background: np.ndarray, layers) -> Image.Image:
     return big.resize((size, size), Image.BOX)
 
 
-def pick_colours(rng, count: int) -> List[str]:
-    return list(rng.choice(list(COLOURS), size=count, replace=False))
-
-
-def move_path(rng, size: int, num_frames: int, speeds=(0.02, 0.035)):
-    """An object's colour, shape, radius, direction and its centre in every
-    frame, moving in a straight line at a constant speed (fraction of ``size`` per frame)."""
-    colour, shape = pick_colours(rng, 1)[0], str(rng.choice(SHAPES))
-    radius = rng.uniform(0.08, 0.13) * size
-    direction = str(rng.choice(["left to right", "right to left", "top to bottom", "bottom to top"]))
-    speed = rng.uniform(*speeds) * size  # pixels per frame
-    start, cross = radius + rng.uniform(0, 0.1) * size, rng.uniform(0.3, 0.7) * size
-    sign = 1 if direction in ("left to right", "top to bottom") else -1
-    origin = start if sign > 0 else size - start
-    horizontal = direction in ("left to right", "right to left")
-    alongs = [origin + sign * speed * t for t in range(num_frames)]
-    centres = [(along, cross) if horizontal else (cross, along) for along in alongs]
-    return colour, shape, radius, direction, centres
-
-
 def move_clip(rng, size: int, num_frames: int = NUM_FRAMES):
     colour, shape, radius, direction, centres = move_path(rng, size, num_frames)
     frames = [[(shape, centre, radius, COLOURS[colour])] for centre in centres]
     return frames, f"Moving the {colour} {shape} from {direction}"
-
-
-@dataclass
-class DropLayout:
-    """Where a drop happens: the object above a box."""
-    colour: str
-    box_colour: str
-    shape: str
-    radius: float
-    x: float
-    box_half: float
-    box_top: float
-    top: float  # the object's centre at the start
-
-    @property
-    def noun(self) -> str:
-        return "ball" if self.shape == "circle" else "block"
-
-    @property
-    def instruction(self) -> str:
-        return f"Dropping the {self.colour} {self.noun} onto the {self.box_colour} box"
-
-
-def drop_layout(rng, size: int) -> DropLayout:
-    colour, box_colour = pick_colours(rng, 2)
-    shape = str(rng.choice(SHAPES))
-    radius = rng.uniform(0.07, 0.1) * size
-    x = rng.uniform(0.3, 0.7) * size
-    box_half = rng.uniform(0.15, 0.22) * size
-    box_top = rng.uniform(0.8, 0.88) * size
-    return DropLayout(colour, box_colour, shape, radius, x, box_half, box_top, top=radius + rng.uniform(0, 0.05) * size)
 
 
 def drop_clip(rng, size: int, num_frames: int = NUM_FRAMES):
@@ -128,32 +73,6 @@ def drop_clip(rng, size: int, num_frames: int = NUM_FRAMES):
     frames = [[box, (drop.shape, (drop.x, drop.top + 0.5 * gravity * t * t), drop.radius, COLOURS[drop.colour])]
               for t in range(num_frames)]
     return frames, drop.instruction
-
-
-@dataclass
-class CoverLayout:
-    """Where a covering happens: an object, and the cloth that slides over it."""
-    colour: str
-    cloth_colour: str
-    shape: str
-    radius: float
-    centre: Tuple[float, float]
-    cloth_half: float
-    from_left: bool
-    speed: float  # pixels per frame
-
-    @property
-    def instruction(self) -> str:
-        return f"Covering the {self.colour} {self.shape} with the {self.cloth_colour} cloth"
-
-
-def cover_layout(rng, size: int, centre_x=(0.45, 0.6), speeds=(0.02, 0.03)) -> CoverLayout:
-    colour, cloth_colour = pick_colours(rng, 2)
-    shape = str(rng.choice(SHAPES))
-    radius = rng.uniform(0.09, 0.13) * size
-    centre = (rng.uniform(*centre_x) * size, rng.uniform(0.35, 0.65) * size)
-    return CoverLayout(colour, cloth_colour, shape, radius, centre, cloth_half=radius * 1.6,
-                       from_left=bool(rng.integers(2)), speed=rng.uniform(*speeds) * size)
 
 
 def cover_clip(rng, size: int, num_frames: int = NUM_FRAMES):
@@ -200,8 +119,6 @@ def write_synthetic_dataset(output_dir: Path, videos_per_task: int, val_videos_p
     for clips that go on, e.g. for ``evaluate.py --horizon``). Every clip's
     random draws are made here, in order from one generator; ``workers``
     processes render and write the frames, the same files at any count."""
-    from .synthetic_hard import draw_hard_clip
-
     rng = np.random.default_rng(seed)
     entries = []
 

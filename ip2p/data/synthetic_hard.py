@@ -33,7 +33,7 @@ from typing import List, Tuple
 import numpy as np
 from PIL import Image
 
-from .synthetic import COLOURS, NUM_FRAMES, SHAPES, SUPERSAMPLE, cover_layout, drop_layout, move_path
+from .synthetic_common import COLOURS, NUM_FRAMES, SHAPES, SUPERSAMPLE, cover_layout, drop_layout, move_path
 
 MAX_DRIFT = 0.6  # camera pixels per frame
 PATTERNS = ("stripes", "checker", "plain")
