@@ -1,6 +1,5 @@
 """The 20-frame model on the tiny pipeline and generated clips."""
 
-import argparse
 import json
 import os
 import shutil
@@ -229,6 +228,7 @@ def test_blend_takes_each_pixel_from_the_base_the_prediction_agrees_with():
 
 
 def test_flipped_samples_mirror_their_instruction_and_all_frames(tmp_path, tiny_model, clips):
+    from ip2p.data.frame_samples import SampleOptions
     from ip2p.data.processed import load_processed_dataset
     from ip2p.data.video_samples import VideoSamples
     from ip2p.models.text import tokenize
@@ -236,11 +236,9 @@ def test_flipped_samples_mirror_their_instruction_and_all_frames(tmp_path, tiny_
 
     dataset = load_processed_dataset(clips / "processed")
     split = dataset.splits["train"].map(lambda row: {"edit_prompt": "moving the cup from left to right"})
-    args = argparse.Namespace(original_image_column="input_frames", edited_image_column="edited_image",
-                              edit_prompt_column="edit_prompt", resolution=32, random_crop=False, random_flip=True,
-                              motion_prior="none")
     tokenizer = build_tiny_tokenizer()
-    samples = VideoSamples(split, dataset.frame_path, args, tokenizer, seed=0)
+    # Plain values, no argparse Namespace: the data layer does not know the trainer's flags.
+    samples = VideoSamples(split, dataset.frame_path, tokenizer, seed=0, options=SampleOptions(resolution=32, random_flip=True))
     flipped_text = tokenize(tokenizer, ["moving the cup from right to left"])[0]
     plain_text = tokenize(tokenizer, ["moving the cup from left to right"])[0]
     outcomes = set()

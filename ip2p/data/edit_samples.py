@@ -1,16 +1,18 @@
 """Single-image training samples: (input image, instruction) -> edited image,
-the one-frame case of ``FrameSamples``. Crops are random unless
-``--center_crop``, as in the diffusers example."""
+the one-frame case of ``FrameSamples``. The single-image trainer crops at
+random unless ``--center_crop``, as in the diffusers example."""
 
 from ..shared.images import Resolver
-from .frame_samples import FrameSamples
+from .frame_samples import FrameSamples, SampleOptions
 
 
 class EditSamples(FrameSamples):
-    def __init__(self, split, resolve: Resolver, args, tokenizer, seed: int):
-        self.source_column, self.target_column = args.original_image_column, args.edited_image_column
-        super().__init__(split, resolve, args, tokenizer, seed, image_columns=[self.source_column, self.target_column],
-                         random_crop=not args.center_crop)
+    """Rows of ``source_column`` (the input image), ``target_column`` (the edited image) and the options' prompt column."""
+
+    def __init__(self, split, resolve: Resolver, tokenizer, seed: int, options: SampleOptions,
+                 source_column: str = "input_image", target_column: str = "edited_image"):
+        self.source_column, self.target_column = source_column, target_column
+        super().__init__(split, resolve, tokenizer, seed, options, image_columns=[source_column, target_column])
 
     def image_values(self, index: int) -> list:
         row = self.raw[index]

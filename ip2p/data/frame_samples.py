@@ -29,6 +29,7 @@ stops with one line instead of a worker traceback.
 import hashlib
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -49,18 +50,29 @@ class UncacheableSample(Exception):
     """A sample whose random crop differs between epochs, so its latents cannot be cached."""
 
 
+@dataclass(frozen=True)
+class SampleOptions:
+    """How every sample of a set is made: the square ``resolution`` it is
+    cropped to, a random (else centred) crop, a random left-right flip, the
+    motion prior (``"none"`` or ``"flow"``), and the column of the instruction."""
+    resolution: int
+    random_crop: bool = False
+    random_flip: bool = False
+    motion_prior: str = "none"
+    prompt_column: str = "edit_prompt"
+
+
 class FrameSamples(torch.utils.data.Dataset):
     """Base of ``EditSamples`` and ``VideoSamples``: a subclass says which
     stored image values make up a sample (``image_values``)."""
 
-    def __init__(self, split, resolve: Resolver, args, tokenizer, seed: int, image_columns: List[str], random_crop: bool,
-                 motion_prior: str = "none"):
+    def __init__(self, split, resolve: Resolver, tokenizer, seed: int, options: SampleOptions, image_columns: List[str]):
         from datasets import Image as ImageFeature
 
         self.split, self.resolve, self.tokenizer, self.seed = split, resolve, tokenizer, seed
-        self.prompt_column = args.edit_prompt_column
-        self.resolution, self.random_crop, self.random_flip = args.resolution, random_crop, args.random_flip
-        self.motion_prior = motion_prior
+        self.prompt_column = options.prompt_column
+        self.resolution, self.random_crop, self.random_flip = options.resolution, options.random_crop, options.random_flip
+        self.motion_prior = options.motion_prior
         # Image columns are read undecoded: the bytes identify an image in cache
         # keys, and reading a prompt or a frame list must not decode an image.
         raw = split

@@ -9,6 +9,7 @@ diffusers example):
 """
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -17,12 +18,23 @@ from ..shared.images import Resolver
 from .processed import is_processed_dataset, load_processed_dataset
 
 
-def load_training_split(args) -> Tuple[object, Resolver, str]:
+@dataclass(frozen=True)
+class DataSource:
+    """Where a trainer's samples are: a local ``train_data_dir``, else
+    ``dataset_name`` (a folder or a hub id, with its ``dataset_config_name``);
+    ``cache_dir`` is the ``datasets`` cache for loaders that need one."""
+    train_data_dir: Optional[str] = None
+    dataset_name: Optional[str] = None
+    dataset_config_name: Optional[str] = None
+    cache_dir: Optional[str] = None
+
+
+def load_training_split(source: DataSource) -> Tuple[object, Resolver, str]:
     """(train split, resolver for string image paths, description of the source)."""
     import datasets
 
-    if args.train_data_dir:
-        folder = Path(args.train_data_dir)
+    if source.train_data_dir:
+        folder = Path(source.train_data_dir)
         if not folder.is_dir():
             raise UserError(f"--train_data_dir {folder} does not exist")
         if is_processed_dataset(folder):
@@ -34,14 +46,14 @@ def load_training_split(args) -> Tuple[object, Resolver, str]:
                             "--train_data_dir processed_dataset_seq")
         if (folder / "metadata.jsonl").is_file():
             return _read_jsonl_folder(folder), lambda name: folder / name, str(folder / "metadata.jsonl")
-        loaded = datasets.load_dataset("imagefolder", data_dir=str(folder), cache_dir=args.cache_dir)
+        loaded = datasets.load_dataset("imagefolder", data_dir=str(folder), cache_dir=source.cache_dir)
         return _train_split(loaded, folder), lambda name: folder / name, str(folder)
-    name = args.dataset_name
+    name = source.dataset_name
     if Path(name).is_dir() and is_processed_dataset(Path(name)):
         processed = load_processed_dataset(Path(name))
         return _train_split(processed.splits, name), processed.frame_path, name
     try:
-        loaded = datasets.load_dataset(name, args.dataset_config_name, cache_dir=args.cache_dir)
+        loaded = datasets.load_dataset(name, source.dataset_config_name, cache_dir=source.cache_dir)
     except Exception as err:  # hub, network and format errors all end here
         raise UserError(f"cannot load dataset {name!r} ({type(err).__name__}: {str(err).splitlines()[0]})") from None
     return _train_split(loaded, name), lambda path: Path(path), name

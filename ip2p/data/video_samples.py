@@ -3,13 +3,13 @@
 frames' pixels, or their cached latents.
 
 Frames are resized (short side) and centre-cropped to the resolution; a
-random crop (``--random_crop``) cannot be cached. With ``--random_flip`` a
-flipped sample flips all 21 frames and mirrors its instruction ("left" <->
+random crop cannot be cached. With a random flip a flipped sample flips all 21 frames and mirrors its instruction ("left" <->
 "right") so the text stays true.
 """
 
 from ..shared.cli import UserError
-from .frame_samples import FrameSamples
+from ..shared.images import Resolver
+from .frame_samples import FrameSamples, SampleOptions
 
 
 def frames_per_sample(split, frames_column: str, source: str) -> int:
@@ -25,11 +25,11 @@ def frames_per_sample(split, frames_column: str, source: str) -> int:
 class VideoSamples(FrameSamples):
     """Clips of a processed dataset: ``input_frames`` paths, then ``edited_image``."""
 
-    def __init__(self, split, resolve, args, tokenizer, seed: int):
-        self.frames_column, self.target_column = args.original_image_column, args.edited_image_column
-        super().__init__(split, resolve, args, tokenizer, seed, image_columns=[self.target_column], random_crop=args.random_crop,
-                         motion_prior=args.motion_prior)
-        self.num_frames = frames_per_sample(split, self.frames_column, "training data")
+    def __init__(self, split, resolve: Resolver, tokenizer, seed: int, options: SampleOptions,
+                 frames_column: str = "input_frames", target_column: str = "edited_image"):
+        self.frames_column, self.target_column = frames_column, target_column
+        super().__init__(split, resolve, tokenizer, seed, options, image_columns=[target_column])
+        self.num_frames = frames_per_sample(split, frames_column, "training data")
 
     def image_values(self, index: int) -> list:
         row = self.raw[index]

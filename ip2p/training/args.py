@@ -220,3 +220,12 @@ def save_args(args: argparse.Namespace, folder: Path, extra: Optional[Dict[str, 
     values = {k: (str(v) if isinstance(v, Path) else v) for k, v in {**vars(args), **(extra or {})}.items()}
     values.pop("hub_token", None)  # never write a secret to disk
     (Path(folder) / ARGS_FILE).write_text(json.dumps(values, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def data_source(args: argparse.Namespace):
+    """The ``DataSource`` the flags name: the data package takes these values, never the flags."""
+    from ..data.sources import DataSource  # here, not at the top: the data package loads torch, and --help must not
+
+    return DataSource(train_data_dir=args.train_data_dir, dataset_name=args.dataset_name,
+                      dataset_config_name=args.dataset_config_name, cache_dir=args.cache_dir)
+

@@ -2,7 +2,7 @@
 fine-tuning as the one-frame case of the engine, with the diffusers
 example's flags and defaults."""
 
-from .args import build_parser, parse_training_args
+from .args import build_parser, data_source, parse_training_args
 
 
 def parse_image_args(argv=None, description: str = __doc__):
@@ -25,11 +25,15 @@ def image_task(args):
 
 def build_edit_dataset(args, tokenizer):
     from ..data.edit_samples import EditSamples
+    from ..data.frame_samples import SampleOptions
     from ..data.sources import check_columns, load_training_split, select_samples
 
-    split, resolve, source = load_training_split(args)
+    split, resolve, source = load_training_split(data_source(args))
     check_columns(split, [args.original_image_column, args.edited_image_column, args.edit_prompt_column], source)
-    return EditSamples(select_samples(split, args.max_train_samples, args.seed), resolve, args, tokenizer, args.seed)
+    options = SampleOptions(resolution=args.resolution, random_crop=not args.center_crop, random_flip=args.random_flip,
+                            prompt_column=args.edit_prompt_column)
+    return EditSamples(select_samples(split, args.max_train_samples, args.seed), resolve, tokenizer, args.seed, options,
+                       source_column=args.original_image_column, target_column=args.edited_image_column)
 
 
 def validation_images(pipeline, args, generator):

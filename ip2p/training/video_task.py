@@ -6,7 +6,7 @@ cached on disk by default (a random crop cannot be cached)."""
 
 from pathlib import Path
 
-from .args import Arg, build_parser, parse_training_args
+from .args import Arg, build_parser, data_source, parse_training_args
 
 VIDEO_DEFAULTS = dict(
     original_image_column="input_frames", train_batch_size=2, gradient_accumulation_steps=4, learning_rate=5e-5,
@@ -63,18 +63,22 @@ def check_paths(args) -> None:
 
 def video_task(args):
     """Observed frames + instruction -> next frame, saved as ``VideoInstructPix2PixPipeline``."""
+    from ..data.frame_samples import SampleOptions
     from ..data.sources import check_columns, load_training_split, select_samples
     from ..data.video_samples import VideoSamples, frames_per_sample
     from ..models.video_pipeline import VideoInstructPix2PixPipeline
     from .objectives import OBJECTIVES
     from .trainer import TrainingTask
 
-    split, resolve, source = load_training_split(args)
+    split, resolve, source = load_training_split(data_source(args))
     check_columns(split, [args.original_image_column, args.edited_image_column, args.edit_prompt_column], source)
     held_out = load_held_out(args)
 
     def build_dataset(args, tokenizer):
-        return VideoSamples(select_samples(split, args.max_train_samples, args.seed), resolve, args, tokenizer, args.seed)
+        options = SampleOptions(resolution=args.resolution, random_crop=args.random_crop, random_flip=args.random_flip,
+                                motion_prior=args.motion_prior, prompt_column=args.edit_prompt_column)
+        return VideoSamples(select_samples(split, args.max_train_samples, args.seed), resolve, tokenizer, args.seed, options,
+                            frames_column=args.original_image_column, target_column=args.edited_image_column)
 
     def validation_images(pipeline, args, generator):
         return validation_strips(pipeline, args, generator, held_out, resolve)
