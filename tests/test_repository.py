@@ -86,6 +86,59 @@ def test_package_imports_point_down_the_stages():
     assert set(STAGE_RANK) == {p.name for p in (REPO / "ip2p").iterdir() if (p / "__init__.py").is_file()}
 
 
+def package_import_graph() -> dict:
+    """Module name -> the ``ip2p`` modules it imports anywhere in its body (in functions too)."""
+    modules = {}
+    for path in sorted((REPO / "ip2p").rglob("*.py")):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.stem == "__init__" else name.rsplit(".", 1)[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([node.module] if node.module else []))
+                # "from . import x" names a module x; "from .m import f" names module m.
+                targets |= {f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules} or {base}
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                targets |= {n for n in names if n in modules}
+        graph[name] = {t for t in targets if t in modules and t != name and not name.startswith(t + ".")}
+    return graph
+
+
+def test_package_modules_import_each_other_in_one_direction_only():
+    graph = package_import_graph()
+    assert graph["ip2p.data.synthetic"] >= {"ip2p.data.synthetic_hard", "ip2p.data.synthetic_common"}  # the walk sees imports
+    cycles = []
+    for start in graph:
+        stack = [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for target in graph[node]:
+                if target == start:
+                    cycles.append(" -> ".join(path + [start]))
+                elif target not in path and target > start:  # each cycle once, from its smallest module
+                    stack.append((target, path + [target]))
+    assert cycles == []
+
+
+def test_data_package_takes_plain_values_not_the_trainers_flags():
+    """The data layer's interface is its own arguments: no argparse, no ``args`` parameter, no ``args.x`` read."""
+    coupled = []
+    for path in sorted((REPO / "ip2p/data").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and "argparse" in [a.name for a in node.names] + [getattr(node, "module", "")]:
+                coupled.append(f"{path.name} imports argparse")
+            elif isinstance(node, ast.arg) and node.arg == "args":
+                coupled.append(f"{path.name}:{node.lineno} takes an 'args' parameter")
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "args":
+                coupled.append(f"{path.name}:{node.lineno} reads args.{node.attr}")
+    assert coupled == []
+
+
 def test_no_package_benchmark_or_test_imports_a_top_level_script():
     scripts = {path.stem for path in REPO.glob("*.py")}
     offenders = []
@@ -97,9 +150,9 @@ def test_no_package_benchmark_or_test_imports_a_top_level_script():
     assert offenders == []
 
 
-def test_readme_layout_lists_every_package_module():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    layout = readme.split("## Repository layout", 1)[1].split("```")[1]
+def test_design_doc_layout_lists_every_package_module():
+    design = (REPO / "docs/design.md").read_text(encoding="utf-8")
+    layout = design.split("## Repository layout", 1)[1].split("```")[1]
     package_part = layout.split("\n*.py", 1)[0]
     name_columns = [re.split(r"\s{2,}", line.strip())[0] for line in package_part.splitlines() if line.strip()]
     listed = {name for column in name_columns for name in re.findall(r"\b(\w+\.py)\b", column)}
@@ -107,3 +160,22 @@ def test_readme_layout_lists_every_package_module():
     assert listed == modules
     folders = {path.name for path in (REPO / "ip2p").iterdir() if (path / "__init__.py").is_file()}
     assert folders == set(re.findall(r"^  (\w+)/", package_part, re.MULTILINE))
+
+
+def test_each_package_docstring_names_every_module_of_its_package():
+    missing = []
+    for init in sorted((REPO / "ip2p").glob("*/__init__.py")):
+        docstring = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        named = set(re.findall(r"``(\w+)``", docstring))
+        missing += [f"{init.parent.name}.{path.stem}" for path in sorted(init.parent.glob("*.py"))
+                    if path.stem != "__init__" and path.stem not in named]
+    assert missing == []
+
+
+def test_readme_stays_a_front_door_and_its_links_resolve():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 300
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+            assert (page.parent / target).exists(), f"{page.relative_to(REPO)} links to missing {target}"

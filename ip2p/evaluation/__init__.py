@@ -1,2 +1,4 @@
 """Evaluation: ``samples`` (held-out clips from a processed dataset or a raw
-root) and ``scoring`` (the model beside the reference rows, tables, grid)."""
+root), ``scoring`` (the model beside the reference rows, tables, grid),
+``horizon`` (rollouts scored step by step, ``evaluate.py --horizon``) and
+``demo_app`` (the Gradio web demo of ``demo.py``)."""
