@@ -3,12 +3,14 @@
 
 VIDEO_TRAIN_PROCESSES sets the process count (default 4). With fewer GPUs
 visible it uses what is there and says so; with none it runs CPU processes.
-Workers are started with the `spawn` method through
-accelerate.notebook_launcher, so CUDA is never initialised in a forked child.
-A failing worker makes this script exit non-zero after printing its error.
+Workers are started with the `spawn` method by
+torch.multiprocessing.start_processes (a public API), each with the
+environment `torchrun` gives a process (RANK, LOCAL_RANK, WORLD_SIZE,
+MASTER_ADDR, MASTER_PORT), which is what accelerate reads; so CUDA is never
+initialised in a forked child. A failing worker makes this script exit
+non-zero after printing its error once.
 """
 
-import logging
 import os
 import sys
 import tempfile
@@ -33,16 +35,19 @@ TRAINING_ARG_LIST = [
 ]
 
 
-def train_worker(arg_list, error_dir):
-    """One process's training; raising makes the launcher see the failure.
-    An expected error goes to ``error_dir`` for the parent to print once."""
+def train_worker(rank, arg_list, error_dir, world_size, port):
+    """Process ``rank``'s training; a non-zero status ends it with that code,
+    which the parent sees. An expected error goes to ``error_dir`` for the
+    parent to print once."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     import train_video_ip2p
     from ip2p.shared.cli import run_main
 
-    report = Path(error_dir, f"worker-{os.getpid()}.txt").write_text
+    report = Path(error_dir, f"worker-{rank}.txt").write_text
     status = run_main(train_video_ip2p.main, arg_list, report=report)
     if status != 0:
-        raise SystemExit(status)
+        sys.exit(status)
 
 
 def process_count() -> int:
@@ -62,21 +67,15 @@ def process_count() -> int:
 
 
 def launch(arg_list) -> int:
-    from unittest import mock
-
-    from accelerate import notebook_launcher
+    import torch.multiprocessing
 
     num_processes = process_count()
-    # notebook_launcher forks on CUDA machines and spawns where the device
-    # runtime lives in the parent (its ROCm branch); taking that branch
-    # forces `spawn`, so no child inherits a CUDA state.
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # its traceback says nothing the error line does not
-    with tempfile.TemporaryDirectory(prefix="ip2p-worker-errors-") as error_dir, \
-            mock.patch("accelerate.launchers.is_rocm_available", return_value=True):
+    port = os.environ.get("MASTER_PORT", "29500")
+    with tempfile.TemporaryDirectory(prefix="ip2p-worker-errors-") as error_dir:
         try:
-            notebook_launcher(train_worker, args=(arg_list, error_dir), num_processes=num_processes,
-                              use_port=os.environ.get("MASTER_PORT", "29500"))
-        except Exception as err:
+            torch.multiprocessing.start_processes(train_worker, args=(arg_list, error_dir, num_processes, port),
+                                                  nprocs=num_processes, join=True, start_method="spawn")
+        except Exception as err:  # a worker that raised, or exited non-zero
             errors = sorted({path.read_text() for path in Path(error_dir).glob("worker-*.txt")})
             for line in errors:  # the same mistake on every worker is printed once
                 print(line, file=sys.stderr)

@@ -72,20 +72,26 @@ def run_main(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequ
         return main(argv)
     except UserError as err:
         (report or (lambda line: print(line, file=sys.stderr)))(f"error: {err}")
-        _leave_process_group()
+        leave_process_group()
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
 
 
-def _leave_process_group() -> None:
-    """After an error, leave a distributed run's process group at once (no
-    barrier: the other processes may have stopped too). Left to garbage
-    collection at exit, a process can wait forever in the DDP reducer's
-    destructor for a peer that has already gone."""
+def leave_process_group(barrier: Optional[Callable[[], None]] = None) -> None:
+    """Tear a distributed run's process group down, if there is one: the one
+    teardown of every script. A run that ends normally passes its barrier
+    (``accelerator.wait_for_everyone``) so every rank leaves together, while
+    the models still hold the group; after an error there is none (the other
+    processes may have stopped too). Left to garbage collection at exit, a
+    rank can wait forever in the DDP reducer's destructor for a gloo peer that
+    has already gone (the scripts then also end such a process at once:
+    ``exit_script``)."""
     distributed = sys.modules.get("torch.distributed")
     if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        if barrier is not None:
+            barrier()
         distributed.destroy_process_group()
 
 

@@ -27,7 +27,7 @@ from ..models.latents import FrameLatents, encode_frame_latents
 from ..models.loading import Models, load_models
 from ..models.text import encode_prompts
 from ..models.widening import widen_unet_input
-from ..shared.cli import UserError
+from ..shared.cli import UserError, leave_process_group
 from .args import ResolvedArgs, save_args
 from .caches import build_prompt_table, fill_latent_cache
 from .checkpoints import (TrainState, find_checkpoint, later_checkpoints, list_checkpoints, load_checkpoint, remove_partial_checkpoints,
@@ -429,19 +429,9 @@ class Trainer:
             accelerator.print(f"saved the trained pipeline to {output_dir}")
             if self.args.push_to_hub:
                 push_pipeline(self.args, output_dir)
-        end_process_group(accelerator)  # before end_training, which destroys the group without waiting for the others
+        leave_process_group(barrier=accelerator.wait_for_everyone)  # before end_training, which destroys the group without waiting for the others
         accelerator.end_training()
         return output_dir
-
-
-def end_process_group(accelerator) -> None:
-    """Tear the process group down on every rank, together, while the models
-    still hold it: left to garbage collection at exit, a rank can wait forever
-    in the DDP reducer's destructor for a gloo peer that has already gone.
-    (The scripts then also end such a process at once: ``cli.exit_script``.)"""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        accelerator.wait_for_everyone()
-        torch.distributed.destroy_process_group()
 
 
 def _tracker_config(args) -> dict:
