@@ -3,7 +3,7 @@
 For every sample: the model's prediction and four reference rows on the same
 samples (optical-flow extrapolation, copy-last-frame, latent copy-last, VAE
 reconstruction of the truth), scored with PSNR and SSIM over the whole frame
-and PSNR over the pixels that move (definitions in the README), overall and
+and PSNR over the pixels that move (definitions in docs/evaluation.md), overall and
 per task type. Writes metrics.json, metrics.csv and grid.png (last observed |
 flow extrapolation | model | truth | model error), with --save-predictions
 every row's prediction as PNG, and prints a markdown table. With --horizon K

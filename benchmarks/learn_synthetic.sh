@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Proof-of-learning run on a 2-core CPU, no GPU or network (14 to 14.5 minutes
-# on a 2-core AMD EPYC on a slow day, less on a faster one; README,
+# on a 2-core AMD EPYC on a slow day, less on a faster one; docs/learning.md,
 # "Proof of learning"):
 # synthetic clips -> tiny model with a VAE fitted on 32-pixel crops of the
 # training frames (4x downsampling, so 64x64 frames give 16x16 latents) and a
@@ -11,7 +11,7 @@
 # evaluate.py on the held-out clips (one DDIM step: the model's estimate of
 # the expected correction, added per pixel to the flow-warped frame or the
 # last one moved with the camera, whichever the prediction agrees with,
-# soft-thresholded at 6 grey levels; README, "Where flow is wrong") against flow
+# soft-thresholded at 6 grey levels; docs/training.md, "Where flow is wrong") against flow
 # extrapolation, copy-last and the VAE rows (every row's predictions saved as
 # PNG) -> loss curve. Prints the table and the wall time of each stage.
 #   bash benchmarks/learn_synthetic.sh [SEED]      (outputs in learn_synthetic_out/seed-SEED)

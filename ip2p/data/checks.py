@@ -2,8 +2,10 @@
 problems, empty when all is well. (Model folder checks: ``ip2p.models.files``.)"""
 
 from concurrent.futures import ThreadPoolExecutor
+import io
 from typing import List, Optional
 
+from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
 from .processed import ProcessedDataset, dataset_features
@@ -28,7 +30,7 @@ def dataset_problems(dataset: ProcessedDataset, expected_frames: int, num_worker
 
 
 def _split_frame_problems(dataset: ProcessedDataset, name: str, split, num_workers: int) -> List[str]:
-    from datasets import Image
+    from datasets import Image  # in here: quick_test.py --help must not wait for datasets (about 1 s)
 
     # Targets are checked from their stored bytes; inputs from their files.
     raw = split.cast_column("edited_image", Image(decode=False))
@@ -47,10 +49,6 @@ def _split_frame_problems(dataset: ProcessedDataset, name: str, split, num_worke
 
 
 def _target_problem(stored: dict, last_input: str) -> Optional[str]:
-    import io
-
-    from PIL import Image as PILImage
-
     try:
         source = io.BytesIO(stored["bytes"]) if stored.get("bytes") else stored["path"]
         with PILImage.open(source) as target:

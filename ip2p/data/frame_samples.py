@@ -35,6 +35,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+from datasets import Image as ImageFeature
 from PIL import Image
 
 from ..models.latents import DEFAULT_VAE_BATCH_SIZE, FrameLatents, encode_frame_latents
@@ -67,8 +68,6 @@ class FrameSamples(torch.utils.data.Dataset):
     stored image values make up a sample (``image_values``)."""
 
     def __init__(self, split, resolve: Resolver, tokenizer, seed: int, options: SampleOptions, image_columns: List[str]):
-        from datasets import Image as ImageFeature
-
         self.split, self.resolve, self.tokenizer, self.seed = split, resolve, tokenizer, seed
         self.prompt_column = options.prompt_column
         self.resolution, self.random_crop, self.random_flip = options.resolution, options.random_crop, options.random_flip

@@ -1,6 +1,6 @@
 """The processed dataset: a ``DatasetDict`` saved with ``save_to_disk``.
 
-Features are exactly the README's ("Processed format"): ``input_frames`` (20 frame paths, oldest
+Features are exactly those of docs/data.md ("Processed format"): ``input_frames`` (20 frame paths, oldest
 first), ``edit_prompt`` and ``edited_image`` (the target frame).
 
 How paths stay valid when data moves: frame paths are stored **relative to
@@ -17,6 +17,7 @@ read with its paths as stored.
 """
 
 import json
+import os
 import random
 import shutil
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ FORMAT_VERSION = 1
 
 
 def dataset_features(num_input_frames: int):
-    from datasets import Features, Image, Sequence, Value
+    from datasets import Features, Image, Sequence, Value  # in here: make_dataset.py --help must not wait for datasets
 
     return Features({
         "input_frames": Sequence(Value("string"), length=num_input_frames),
@@ -87,7 +88,7 @@ def save_processed_dataset(
     ``final_dir`` is where the folder will live once complete; the recorded
     relative data-root path is computed from it, not from the staging name.
     """
-    from datasets import Dataset, DatasetDict
+    from datasets import Dataset, DatasetDict  # in here: make_dataset.py --help must not wait for datasets
 
     # The generator cache lives inside the fresh staging folder, so a re-run can
     # never pick up rows cached by an earlier run (datasets keys its cache on
@@ -118,8 +119,6 @@ def save_processed_dataset(
 
 
 def _relative_path(target: Path, start: Path) -> str:
-    import os
-
     return Path(os.path.relpath(target, start)).as_posix()
 
 
@@ -148,7 +147,7 @@ class ProcessedDataset:
 
 def load_processed_dataset(path: Path, data_root: Optional[Path] = None) -> ProcessedDataset:
     """Load a ``make_dataset.py`` output and locate its frames (see module doc)."""
-    import datasets
+    import datasets  # in here: make_dataset.py --help must not wait for datasets
 
     path = Path(path)
     if not is_processed_dataset(path):

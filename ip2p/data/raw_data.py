@@ -1,6 +1,6 @@
 """Read and validate raw clip folders.
 
-Two layouts are read (README, "Your data"):
+Two layouts are read (docs/data.md):
 
 - **numbered**: ``metadata.json`` lists ``{"video_path", "instruction",
   "task_type"}`` entries; each video folder holds ``00.jpg, 01.jpg, ...``.

@@ -1,5 +1,5 @@
 """The single-image layout read by ``train_instruct_pix2pix.py --train_data_dir``:
-a folder of images plus ``metadata.jsonl``, one object per line (README, "Single-image layout")."""
+a folder of images plus ``metadata.jsonl``, one object per line (docs/data.md, "Single-image layout")."""
 
 import json
 import shutil

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+import datasets
+
 from ..shared.cli import UserError
 from ..shared.images import Resolver
 from .processed import is_processed_dataset, load_processed_dataset
@@ -31,8 +33,6 @@ class DataSource:
 
 def load_training_split(source: DataSource) -> Tuple[object, Resolver, str]:
     """(train split, resolver for string image paths, description of the source)."""
-    import datasets
-
     if source.train_data_dir:
         folder = Path(source.train_data_dir)
         if not folder.is_dir():
@@ -76,8 +76,6 @@ def _train_split(loaded, source) -> object:
 
 
 def _read_jsonl_folder(folder: Path):
-    from datasets import Dataset
-
     rows = []
     metadata = folder / "metadata.jsonl"
     for number, line in enumerate(metadata.read_text(encoding="utf-8").splitlines(), start=1):
@@ -89,7 +87,7 @@ def _read_jsonl_folder(folder: Path):
             raise UserError(f"{metadata}:{number}: malformed JSON ({err.msg}); fix that line") from None
     if not rows:
         raise UserError(f"{metadata} has no rows")
-    return Dataset.from_list(rows)
+    return datasets.Dataset.from_list(rows)
 
 
 def check_columns(split, columns: List[str], source: str) -> None:

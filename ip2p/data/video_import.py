@@ -10,9 +10,13 @@ own frame rate: consecutive decoded frames, never resampled.
 import csv
 import json
 import re
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
+
+import av
+from PIL import Image
 
 from ..shared.cli import UserError
 
@@ -146,11 +150,6 @@ def decode_frames(path: Path, max_side: int, keep_last: Optional[int] = None):
     """Every frame of the video (or only the last ``keep_last``, the others
     dropped as they are decoded), in order, as RGB PIL images no larger than
     ``max_side``; raises ValueError with the reason for a bad file."""
-    from collections import deque
-
-    import av
-    from PIL import Image
-
     frames = deque(maxlen=keep_last)
     decoded = 0
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from PIL import Image, ImageOps
+import torch
 
 from ..data.video_import import decode_frames
 from ..shared.cli import UserError
@@ -51,8 +52,6 @@ def observed_frames(video: Optional[str], images: Optional[Sequence[str]], count
 
 def predict_upload(pipeline, video, images, instruction: str, future_frames: int, resolution: int, seed: int = 0):
     """(predicted next frame, rollout GIF path) for one upload."""
-    import torch
-
     if not instruction or not instruction.strip():
         raise UserError('type an instruction, e.g. "dropping a pen onto the table"')
     frames = observed_frames(video, images, pipeline.num_frames, resolution)
@@ -81,7 +80,7 @@ _GIF_ROOT: Optional[Path] = None
 
 def build_demo(pipeline, resolution: int, max_future_frames: int = 16):
     """The Gradio app; its API endpoint is ``/predict`` (video, images, instruction, future frames)."""
-    import gradio as gr
+    import gradio as gr  # in here: optional (requirements-demo.txt), only the demo needs it
 
     def run(video, images, instruction, future_frames):
         try:

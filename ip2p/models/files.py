@@ -4,6 +4,7 @@ frame count. Each check returns one-line problems (empty when all is well);
 ``require_pipeline_folder`` turns the first into a ``UserError``."""
 
 import json
+import struct
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -71,8 +72,6 @@ def safetensors_file_problem(path: Path) -> Optional[str]:
 def safetensors_damage(path: Path) -> Optional[str]:
     """What is wrong with a safetensors file (unreadable header, or data bytes
     other than its header declares), or None."""
-    import struct
-
     try:
         with open(path, "rb") as handle:
             header_size = struct.unpack("<Q", handle.read(8))[0]

@@ -11,6 +11,10 @@ import os
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.utils import httpx as hub_httpx
+
 from .files import pipeline_folder_problems
 from ..shared.cli import UserError
 
@@ -37,16 +41,12 @@ def file_patterns(variant: Optional[str]) -> Tuple[List[str], List[str]]:
 def _transport_error() -> type:
     # huggingface_hub exposes the HTTP client it really uses (httpx, or its
     # fork httpx2 in 2.x) under this name; catching plain httpx would miss it.
-    from huggingface_hub.utils import httpx as hub_httpx
 
     return hub_httpx.TransportError
 
 
 def check_endpoint(endpoint: str, repo_id: str, revision: str, timeout_s: float) -> None:
     """Fail within ``timeout_s`` with one clear line when the repo cannot be reached."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
-
     try:
         HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, timeout=timeout_s)
     except GatedRepoError:
@@ -64,8 +64,6 @@ def check_endpoint(endpoint: str, repo_id: str, revision: str, timeout_s: float)
 
 def download_pipeline(repo_id: str, local_dir: Path, endpoint: str, revision: str, variant: Optional[str], timeout_s: float) -> Path:
     """Fetch (or finish fetching) the pipeline into ``local_dir``."""
-    from huggingface_hub import snapshot_download
-
     check_endpoint(endpoint, repo_id, revision, timeout_s)
     allow, ignore = file_patterns(variant)
     try:
@@ -83,7 +81,7 @@ def download_pipeline(repo_id: str, local_dir: Path, endpoint: str, revision: st
 
 def verify_pipeline(model_dir: Path, variant: Optional[str] = None) -> str:
     """Load the folder as an InstructPix2Pix pipeline; return a one-line summary."""
-    import torch
+    import torch  # in here: download_model.py --help must not wait for torch and diffusers
     from diffusers import StableDiffusionInstructPix2PixPipeline
 
     problems = pipeline_folder_problems(model_dir)

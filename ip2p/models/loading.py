@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTokenizer
 
 from ..shared.cli import UserError
 
@@ -21,8 +23,6 @@ class Models:
     @classmethod
     def from_pipeline(cls, pipeline) -> "Models":
         """The components of an in-memory pipeline, with a DDPM training schedule built from its scheduler."""
-        from diffusers import DDPMScheduler
-
         return cls(pipeline.tokenizer, pipeline.text_encoder, pipeline.vae, pipeline.unet,
                    DDPMScheduler.from_config(pipeline.scheduler.config))
 
@@ -39,9 +39,6 @@ def load_models(source: str, revision: Optional[str] = None, variant: Optional[s
                 unet_folder: Optional[Path] = None) -> Models:
     """Scheduler, tokenizer, text encoder, VAE and UNet of ``source`` (the
     UNet from ``unet_folder`` instead when given). Any failure is one line."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
     check_model_source(source)
     common = dict(revision=revision, cache_dir=cache_dir)
     try:
@@ -62,8 +59,6 @@ def load_models(source: str, revision: Optional[str] = None, variant: Optional[s
 
 def load_unet_folder(path: Path):
     """A UNet folder, or a pipeline folder's ``unet/`` (what make_video_model.py writes)."""
-    from diffusers import UNet2DConditionModel
-
     path = Path(path)
     folder = path / "unet" if (path / "unet" / "config.json").is_file() else path
     if not (folder / "config.json").is_file():

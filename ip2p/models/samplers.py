@@ -11,7 +11,7 @@ OUTPUT_MODES = ("frame", "composite", "blend")  # the pipeline's (ip2p.models.vi
 
 def make_sampler(name: str, config):
     """``"ddim"`` (deterministic) or ``"euler_ancestral"`` (InstructPix2Pix's), from a scheduler ``config``."""
-    from diffusers import DDIMScheduler, EulerAncestralDiscreteScheduler
+    from diffusers import DDIMScheduler, EulerAncestralDiscreteScheduler  # in here: predict.py and evaluate.py --help must not wait for diffusers
 
     if name == "ddim":
         # Latents are not images: DDIM's default clipping of each step's clean estimate to [-1, 1] would cut every

@@ -30,7 +30,7 @@ def _byte_characters():
 def build_tiny_tokenizer():
     """A CLIP tokenizer whose vocabulary is the 256 byte symbols (plus word-end
     forms and CLIP's two special tokens): it tokenises any text, offline."""
-    from transformers import CLIPTokenizer
+    from transformers import CLIPTokenizer  # in here: download_model.py --help must not wait for transformers
 
     characters = _byte_characters()
     tokens = characters + [c + "</w>" for c in characters] + ["<|startoftext|>", "<|endoftext|>"]
@@ -54,7 +54,7 @@ def build_tiny_pipeline(seed: int = 0, unet_channels=(32, 64), vae_channels=(8, 
     Channel widths are adjustable; the VAE has one block per entry of
     ``vae_channels`` and downsamples ``2 ** (len - 1)`` times (4 entries: 8x, as SD).
     ``unet_attention`` is a key of ``UNET_ATTENTION``."""
-    import torch
+    import torch  # in here, with the two below: download_model.py --help must not wait for them
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -88,7 +88,7 @@ def save_tiny_pipeline(output_dir: Path, seed: int = 0, unet_channels=(32, 64), 
     """Build and save; with ``fit_frames`` (a folder) the VAE is first fitted on those frames."""
     pipeline = build_tiny_pipeline(seed, unet_channels, vae_channels, unet_attention)
     if fit_frames is not None:
-        from .vae_fit import crop_covers, fit_vae, load_frames
+        from .vae_fit import crop_covers, fit_vae, load_frames  # in here: download_model.py --help must not wait for torch
 
         frames = load_frames(fit_frames, 4000, seed)
         quality, scaling = fit_vae(pipeline.vae, frames, fit_steps, seed=seed, crop_size=fit_crop)

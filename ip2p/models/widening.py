@@ -1,4 +1,4 @@
-"""Model facts shared by every script (README, "The 20-frame model"), and widening
+"""Model facts shared by every script (docs/training.md, "The 20-frame model"), and widening
 a UNet's input layer for more conditioning frames."""
 
 import torch

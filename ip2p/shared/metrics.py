@@ -1,4 +1,4 @@
-"""Image quality metrics, defined once (README, "Metrics").
+"""Image quality metrics, defined once (docs/evaluation.md, "Metric definitions").
 
 Images are RGB, scaled to [0, 1] (data range 1.0), compared at the size of
 the true frame. Each metric is computed per image and averaged over images.
@@ -21,6 +21,9 @@ from typing import Dict, List
 import numpy as np
 import torch
 from PIL import Image
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from .motion import moving_mask
 
 PSNR_CAP_DB = 100.0
 
@@ -49,8 +52,6 @@ def masked_psnr(predictions: torch.Tensor, targets: torch.Tensor, masks: torch.T
 
 def ssim(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per-image SSIM (see module doc)."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
-
     return structural_similarity_index_measure(predictions, targets, data_range=1.0, gaussian_kernel=True, sigma=1.5,
                                                kernel_size=11, k1=0.01, k2=0.03, reduction="none")
 
@@ -62,8 +63,6 @@ def image_metrics(predictions: List[Image.Image], targets: List[Image.Image], la
     guess = to_tensor(predictions, size=targets[0].size)
     scores = {"psnr": psnr(guess, truth).tolist(), "ssim": ssim(guess, truth).tolist()}
     if last_frames is not None:
-        from .motion import moving_mask
-
         masks = torch.from_numpy(np.stack([moving_mask(last, target) for last, target in zip(last_frames, targets)]))
         scores["moving_psnr"] = masked_psnr(guess, truth, masks).tolist()
     return scores

@@ -1,5 +1,5 @@
 """Classical motion extrapolation, the reference a learned next-frame
-predictor has to beat (README, "Evaluation"), and where motion is.
+predictor has to beat (docs/evaluation.md), and where motion is.
 
 ``flow_extrapolate``: dense optical flow between the last two observed
 frames (OpenCV's Farneback), then the last frame warped one more step at
@@ -22,6 +22,7 @@ static background; PSNR over this mask measures the motion.
 
 from typing import List
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -30,8 +31,6 @@ MOVING_THRESHOLD = 10  # of 255: above JPEG noise on flat regions, below any vis
 
 def farneback_flow(previous: np.ndarray, last: np.ndarray) -> np.ndarray:
     """``(H, W, 2)`` float32: for every pixel ``p`` of ``last`` (RGB uint8), the offset ``d(p)`` to where it was in ``previous``."""
-    import cv2
-
     return cv2.calcOpticalFlowFarneback(cv2.cvtColor(last, cv2.COLOR_RGB2GRAY), cv2.cvtColor(previous, cv2.COLOR_RGB2GRAY),
                                         None, pyr_scale=0.5, levels=3, winsize=9, iterations=5, poly_n=5, poly_sigma=1.1,
                                         flags=0)
@@ -39,8 +38,6 @@ def farneback_flow(previous: np.ndarray, last: np.ndarray) -> np.ndarray:
 
 def warp_along(image: np.ndarray, flow: np.ndarray) -> Image.Image:
     """``image`` sampled at ``p + flow(p)`` (a backward warp; borders replicate the nearest pixel)."""
-    import cv2
-
     height, width = flow.shape[:2]
     grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     return Image.fromarray(cv2.remap(image, grid_x + flow[..., 0], grid_y + flow[..., 1], interpolation=cv2.INTER_LINEAR,

@@ -4,6 +4,7 @@ border, as an animated GIF (PIL) and an H.264 MP4 (PyAV)."""
 from pathlib import Path
 from typing import List
 
+import av
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -27,8 +28,6 @@ def write_gif(frames: List[Image.Image], path: Path, fps: float) -> None:
 
 def write_mp4(frames: List[Image.Image], path: Path, fps: int) -> None:
     """H.264 in yuv420p, which needs even sides: odd ones get a one-pixel edge copied on."""
-    import av
-
     width, height = frames[0].size
     even = (width + width % 2, height + height % 2)
     with av.open(str(path), "w") as container:

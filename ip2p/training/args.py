@@ -224,7 +224,7 @@ def save_args(args: argparse.Namespace, folder: Path, extra: Optional[Dict[str, 
 
 def data_source(args: argparse.Namespace):
     """The ``DataSource`` the flags name: the data package takes these values, never the flags."""
-    from ..data.sources import DataSource  # here, not at the top: the data package loads torch, and --help must not
+    from ..data.sources import DataSource  # in here: the data package loads torch, and --help must not wait for it
 
     return DataSource(train_data_dir=args.train_data_dir, dataset_name=args.dataset_name,
                       dataset_config_name=args.dataset_config_name, cache_dir=args.cache_dir)

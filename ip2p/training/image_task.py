@@ -2,6 +2,9 @@
 fine-tuning as the one-frame case of the engine, with the diffusers
 example's flags and defaults."""
 
+from PIL import ImageOps
+
+from ..shared.cli import UserError
 from .args import build_parser, data_source, parse_training_args
 
 
@@ -11,7 +14,7 @@ def parse_image_args(argv=None, description: str = __doc__):
 
 def image_task(args):
     """(input image, instruction) -> edited image, saved as diffusers' InstructPix2Pix pipeline."""
-    from diffusers import StableDiffusionInstructPix2PixPipeline
+    from diffusers import StableDiffusionInstructPix2PixPipeline  # in here, as below: train_instruct_pix2pix.py --help must not wait for torch, diffusers and datasets
 
     from .trainer import TrainingTask
 
@@ -24,7 +27,7 @@ def image_task(args):
 
 
 def build_edit_dataset(args, tokenizer):
-    from ..data.edit_samples import EditSamples
+    from ..data.edit_samples import EditSamples  # in here, as below: --help must not wait for torch and datasets
     from ..data.frame_samples import SampleOptions
     from ..data.sources import check_columns, load_training_split, select_samples
 
@@ -38,10 +41,8 @@ def build_edit_dataset(args, tokenizer):
 
 def validation_images(pipeline, args, generator):
     """``--num_validation_images`` edits of ``--val_image_url`` by ``--validation_prompt``."""
-    from diffusers.utils import load_image
-    from PIL import ImageOps
+    from diffusers.utils import load_image  # in here: --help must not wait for diffusers
 
-    from ..shared.cli import UserError
 
     try:
         image = load_image(args.val_image_url)  # a URL or a local path

@@ -48,7 +48,7 @@ class FrameObjective:
 
 class ResidualObjective:
     """Denoise the change from the last observed frame's latent, divided by
-    ``scale`` so it has unit variance like SD's scaled latents (README,
+    ``scale`` so it has unit variance like SD's scaled latents (docs/learning.md,
     "Predicting the change, not the frame").
 
     The change is taken between the two distributions' modes: a posterior

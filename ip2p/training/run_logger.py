@@ -30,7 +30,7 @@ class RunLogger:
                 stacked = np.stack([np.asarray(image.convert("RGB")) for image in images])
                 tracker.writer.add_images(tag, stacked, step, dataformats="NHWC")
             elif tracker.name == "wandb":
-                import wandb
+                import wandb  # in here: only --report_to wandb needs it, and it is slow to import
 
                 tracker.log({tag: [wandb.Image(image) for image in images]}, step=step)
         return folder

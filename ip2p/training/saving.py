@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from huggingface_hub import create_repo, upload_folder
 
 from ..models.samplers import default_sampler
 from ..shared.cli import UserError
@@ -60,8 +61,6 @@ def save_pipeline(pipeline, output_dir: Path, write_args: Callable[[Path], None]
 
 
 def push_pipeline(args, output_dir: Path) -> None:
-    from huggingface_hub import create_repo, upload_folder
-
     repo_id = create_repo(args.hub_model_id or output_dir.name, exist_ok=True, token=args.hub_token).repo_id
     upload_folder(repo_id=repo_id, folder_path=str(output_dir), token=args.hub_token, commit_message="Trained pipeline",
                   ignore_patterns=["checkpoint-*", ".checkpoint-*", f"{args.logging_dir}/*", "validation/*", "superseded-*", ".*"])

@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Tuple
 
 import torch
+import torch.distributed as dist
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin, broadcast_object_list, is_wandb_available, set_seed
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
 
 from ..shared.cli import UserError
 from .args import ResolvedArgs
@@ -29,7 +34,6 @@ def init_run(args) -> Tuple[object, ResolvedArgs]:
     if args.seed is None:  # recorded in the saved arguments, so a resumed run keeps the data order
         values["seed"] = agree_on_seed(args, accelerator)
     resolved = ResolvedArgs({**vars(args), **values})
-    from accelerate.utils import set_seed
 
     set_seed(resolved.seed)  # identical model set-up on every process
     return accelerator, resolved
@@ -39,8 +43,6 @@ def agree_on_seed(args, accelerator) -> int:
     """The resumed checkpoint's seed, else one drawn by the main process and
     sent to the others: each process drawing its own would shuffle the data
     differently, training some samples twice an epoch and others never."""
-    from accelerate.utils import broadcast_object_list
-
     # Only the seed is needed here: restore_state reads every file of the checkpoint, once, and says what it skips.
     checkpoint = find_checkpoint(Path(args.output_dir), args.resume_from_checkpoint, report=lambda line: None, read_files=False)
     seed = read_state(checkpoint).seed if checkpoint else random.SystemRandom().randrange(2**31)
@@ -59,7 +61,6 @@ def patient_barrier(accelerator, hours: float = 24.0):
     if accelerator.num_processes == 1:
         yield
         return
-    import torch.distributed as dist
 
     group = dist.new_group(backend="gloo", timeout=timedelta(hours=hours))
     failure = None
@@ -77,13 +78,8 @@ def patient_barrier(accelerator, hours: float = 24.0):
 
 
 def make_accelerator(args):
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin
-
     report_to = None if args.report_to in (None, "none", "") else args.report_to
     if report_to in ("wandb", "all"):
-        from accelerate.utils import is_wandb_available
-
         if not is_wandb_available():
             raise UserError("--report_to wandb needs the wandb package: pip install wandb, then wandb login")
     project = ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir))
@@ -128,14 +124,12 @@ def configure_models(args, models, accelerator) -> torch.dtype:
 
 def make_optimization(args, unet, accelerator, max_steps: int):
     """(optimizer, LR schedule, EMA or None) for the UNet."""
-    from diffusers.optimization import get_scheduler
-
     learning_rate = args.learning_rate
     if args.scale_lr:
         learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
     if args.use_8bit_adam:
         try:
-            import bitsandbytes
+            import bitsandbytes  # in here: optional (requirements-gpu.txt), only --use_8bit_adam needs it
         except ImportError:
             raise UserError("--use_8bit_adam needs bitsandbytes: pip install -r requirements-gpu.txt (GPU only)") from None
         optimizer_class = bitsandbytes.optim.AdamW8bit
@@ -161,8 +155,6 @@ def lerp_ema_class():
     with an in-place update: one ``torch._foreach_lerp_`` moves every average
     toward its parameter, where diffusers' foreach update first builds the
     differences, a temporary the size of the model, every step."""
-    from diffusers.training_utils import EMAModel
-
     class LerpEMAModel(EMAModel):
         @torch.no_grad()
         def step(self, parameters) -> None:

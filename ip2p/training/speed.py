@@ -34,6 +34,10 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 import torch
+import yaml
+from accelerate.commands.config.config_args import default_config_file
+from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+from diffusers.utils.import_utils import is_xformers_available
 
 from ..shared.cli import UserError
 
@@ -81,9 +85,6 @@ def launcher_precision() -> Optional[str]:
 
 def accelerate_config_precision() -> Optional[str]:
     """``mixed_precision`` of the default accelerate config file (``accelerate config``), if there is one."""
-    import yaml
-    from accelerate.commands.config.config_args import default_config_file
-
     try:
         with open(default_config_file, encoding="utf-8") as handle:
             return (yaml.safe_load(handle) or {}).get("mixed_precision")
@@ -94,16 +95,10 @@ def accelerate_config_precision() -> Optional[str]:
 def apply_unet_speed_options(unet, args) -> None:
     """Attention implementation and memory format of the trained UNet."""
     if args.attention == "eager":
-        from diffusers.models.attention_processor import AttnProcessor
-
         unet.set_attn_processor(AttnProcessor())
     elif args.attention == "sdpa":
-        from diffusers.models.attention_processor import AttnProcessor2_0
-
         unet.set_attn_processor(AttnProcessor2_0())
     elif args.attention == "xformers":
-        from diffusers.utils.import_utils import is_xformers_available
-
         if not is_xformers_available():
             raise UserError("--attention xformers needs xformers: pip install -r requirements-gpu.txt, "
                             "or use --attention sdpa (the default)")

@@ -6,6 +6,11 @@ cached on disk by default (a random crop cannot be cached)."""
 
 from pathlib import Path
 
+from PIL import ImageOps
+
+from ..data.processed import is_processed_dataset, load_processed_dataset
+from ..shared.cli import UserError
+from ..shared.images import make_strip, open_image
 from .args import Arg, build_parser, data_source, parse_training_args
 
 VIDEO_DEFAULTS = dict(
@@ -52,8 +57,7 @@ def parse_video_args(argv=None, description: str = __doc__):
 def check_paths(args) -> None:
     """The folders the run needs exist: checked before any process starts, so
     a launcher of several workers reports a typo once instead of once per worker."""
-    from ..models.loading import check_model_source
-    from ..shared.cli import UserError
+    from ..models.loading import check_model_source  # in here: --help must not wait for torch and diffusers
 
     for flag, path in (("--train_data_dir", args.train_data_dir), ("--custom_unet_path", args.custom_unet_path)):
         if path is not None and not Path(path).exists():
@@ -63,7 +67,7 @@ def check_paths(args) -> None:
 
 def video_task(args):
     """Observed frames + instruction -> next frame, saved as ``VideoInstructPix2PixPipeline``."""
-    from ..data.frame_samples import SampleOptions
+    from ..data.frame_samples import SampleOptions  # in here, as below: train_video_ip2p.py --help must not wait for torch, diffusers and datasets
     from ..data.sources import check_columns, load_training_split, select_samples
     from ..data.video_samples import VideoSamples, frames_per_sample
     from ..models.video_pipeline import VideoInstructPix2PixPipeline
@@ -101,8 +105,6 @@ def video_task(args):
 
 def load_held_out(args):
     """The processed dataset's test split, for validation strips (None if there is none)."""
-    from ..data.processed import is_processed_dataset, load_processed_dataset
-
     folder = Path(args.train_data_dir or args.dataset_name)
     if not is_processed_dataset(folder):
         return None
@@ -112,10 +114,6 @@ def load_held_out(args):
 
 def validation_strips(pipeline, args, generator, held_out, resolve):
     """Last observed frame | prediction | true next frame, for the first held-out samples."""
-    from PIL import ImageOps
-
-    from ..shared.images import make_strip, open_image
-
     strips = []
     size = (args.resolution, args.resolution)
     for row in held_out.select(range(min(args.num_validation_images, len(held_out)))):
