@@ -2,16 +2,25 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (the OS picks it): launches in parallel tests never share one."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def script_env(tmp_root: Path, **extra) -> dict:
@@ -101,3 +110,19 @@ def logged_losses(output: Path) -> list:
     from benchmarks.plot_loss import read_scalars
 
     return read_scalars(output / "logs", "train/loss")[1].tolist()
+
+
+REPLICA_WORKER = REPO / "tests/replica_weights_worker.py"
+
+
+def assert_replicas_match_the_saved_unet(replica_dir: Path, run_dir: Path, processes: int) -> None:
+    """Every process's own final UNet (written by replica_weights_worker.py) equals the others' and the
+    saved pipeline's, tensor for tensor."""
+    from safetensors.torch import load_file
+
+    saved = load_file(str(run_dir / "unet/diffusion_pytorch_model.safetensors"))
+    replicas = [load_file(str(replica_dir / f"rank{rank}.safetensors")) for rank in range(processes)]
+    for replica in replicas:
+        assert replica.keys() == saved.keys()
+        assert [name for name in saved if not torch.equal(replica[name], saved[name])] == []
+

@@ -1,6 +1,5 @@
 """demo.py: the Gradio demo served on loopback, driven by Gradio's Python client."""
 
-import socket
 import subprocess
 import sys
 import time
@@ -9,14 +8,8 @@ import urllib.request
 import pytest
 from PIL import Image
 
-from conftest import REPO, script_env, write_clip
+from conftest import REPO, free_port, script_env, write_clip
 from test_import_videos import write_video
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_demo_predicts_from_a_video_or_frames_over_http(tmp_path, video_model):

@@ -12,16 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_script, script_env
+from conftest import REPO, free_port, run_script, script_env
 from ip2p.shared.atomic_dir import OWNER_FILE
 
 REPO_ID = "mirror-org/tiny-ip2p"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def git(*args, cwd):

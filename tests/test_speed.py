@@ -29,7 +29,7 @@ def resolved(args, cuda_available):
     return argparse.Namespace(**{**vars(args), **values}), notes
 
 
-def test_defaults_are_the_fast_choices_for_the_machine(monkeypatch):
+def test_defaults_are_the_fast_choices_for_the_cpu_and_a_mocked_gpu(monkeypatch):
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
     cpu, _ = resolved(parsed(), cuda_available=False)
     assert (cpu.mixed_precision, cpu.channels_last, cpu.fused_adam, cpu.dataloader_num_workers) == ("no", False, True, 0)
@@ -236,7 +236,7 @@ def test_throughput_refuses_a_work_dir_it_did_not_make(tmp_path):
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
 
 
-def test_the_launchers_default_precision_is_not_taken_for_a_choice(monkeypatch, tmp_path):
+def test_the_launchers_default_precision_is_not_taken_for_a_choice_on_a_mocked_gpu(monkeypatch, tmp_path):
     import ip2p.training.speed as speed
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)

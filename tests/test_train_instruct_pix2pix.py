@@ -1,7 +1,6 @@
 """train_instruct_pix2pix.py on the tiny model, a few steps per run."""
 
 import json
-import os
 import shlex
 import shutil
 import signal
@@ -16,7 +15,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import REPO, logged_losses, run_script, script_env
+from conftest import REPLICA_WORKER, REPO, free_port, assert_replicas_match_the_saved_unet, logged_losses, run_script, script_env
 
 DIFFUSERS_EXAMPLE_FLAGS = """
 --pretrained_model_name_or_path M --revision main --variant fp16 --non_ema_revision main --dataset_name D
@@ -165,26 +164,27 @@ def test_killed_while_saving_resumes_from_the_last_complete_checkpoint(tmp_path,
 
 
 def test_two_cpu_processes_end_with_identical_weights(tmp_path, tiny_model, pairs):
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29400 + os.getpid() % 500),
-               str(REPO / "train_instruct_pix2pix.py"), "--pretrained_model_name_or_path", str(tiny_model),
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+               str(REPLICA_WORKER), "image", str(tmp_path / "replicas"), "--pretrained_model_name_or_path", str(tiny_model),
                "--train_data_dir", str(pairs), "--output_dir", "out", "--resolution", "32", "--train_batch_size", "1",
                "--num_train_epochs", "2", "--checkpointing_steps", "2", "--seed", "0", "--gradient_accumulation_steps", "2"]
     done = subprocess.run(command, cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     # 4 samples over 2 processes x batch 1 = 2 micro-batches per epoch; 2 epochs / accumulation 2 = 2 steps.
     assert "training 4 samples for 2 steps: 2 process(es)" in done.stdout
-    assert "UNet weights identical on all 2 processes" in done.stdout
+    assert_replicas_match_the_saved_unet(tmp_path / "replicas", tmp_path / "out", processes=2)
     # The checkpoint resumes with another process count, in both directions: the wrapped
     # module's state and the noise draws do not depend on it (issue 11, item 2).
-    at = command.index(str(REPO / "train_instruct_pix2pix.py"))
-    launcher, script = command[:at - 1] + [str(int(command[at - 1]) + 1)], command[at:]  # a fresh port for the second launch
+    at = command.index(str(REPLICA_WORKER))
+    launcher, script = command[:at - 1] + [str(free_port())], command[at:]  # a fresh port for the second launch
     for processes, steps in ((1, 3), (2, 4)):
+        script[2] = str(tmp_path / f"replicas-{steps}")
         resume = (launcher if processes == 2 else [sys.executable]) + script + [
             "--max_train_steps", str(steps), "--checkpointing_steps", "1", "--resume_from_checkpoint", "latest"]
         done = subprocess.run(resume, cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         assert f"at step {steps - 1}" in done.stdout and (tmp_path / f"out/checkpoint-{steps}").is_dir()
-    assert "UNet weights identical on all 2 processes" in done.stdout
+    assert_replicas_match_the_saved_unet(tmp_path / "replicas-4", tmp_path / "out", processes=2)
 
 
 def test_cached_latents_and_prompts_change_where_the_numbers_come_from_not_the_numbers(tmp_path, tiny_model, pairs):
@@ -214,7 +214,7 @@ def test_a_bad_sample_met_while_caching_stops_every_process_at_once(tmp_path, ti
     broken = tmp_path / "broken"
     shutil.copytree(pairs, broken)
     (broken / "edited_2.jpg").write_bytes(b"not an image")  # sample 2: the first process's share
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29900 + os.getpid() % 90),
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
                str(REPO / "train_instruct_pix2pix.py"), "--pretrained_model_name_or_path", str(tiny_model),
                "--train_data_dir", str(broken), "--output_dir", "out", "--resolution", "32", "--train_batch_size", "1",
                "--max_train_steps", "2", "--seed", "0", "--center_crop"]
@@ -277,19 +277,17 @@ def test_dataset_name_accepts_a_save_to_disk_folder_of_decoded_images(tmp_path, 
 
 
 def test_push_to_hub_uploads_the_pipeline_not_the_checkpoints(tmp_path, monkeypatch):
-    import huggingface_hub
-
-    from ip2p.training.saving import push_pipeline
+    import ip2p.training.saving as saving
 
     calls = {}
 
     class Repo:
         repo_id = "me/model"
 
-    monkeypatch.setattr(huggingface_hub, "create_repo", lambda repo_id, **kw: calls.setdefault("create", (repo_id, kw)) and Repo())
-    monkeypatch.setattr(huggingface_hub, "upload_folder", lambda **kw: calls.setdefault("upload", kw))
+    monkeypatch.setattr(saving, "create_repo", lambda repo_id, **kw: calls.setdefault("create", (repo_id, kw)) and Repo())
+    monkeypatch.setattr(saving, "upload_folder", lambda **kw: calls.setdefault("upload", kw))
     args = type("Args", (), {"hub_model_id": None, "hub_token": "secret", "logging_dir": "logs"})()
-    push_pipeline(args, tmp_path / "my-run")
+    saving.push_pipeline(args, tmp_path / "my-run")
     assert calls["create"][0] == "my-run" and calls["create"][1]["token"] == "secret"
     upload = calls["upload"]
     assert upload["repo_id"] == "me/model" and upload["folder_path"] == str(tmp_path / "my-run")

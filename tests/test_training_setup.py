@@ -3,7 +3,6 @@ processes agree on one seed, resumed EMA weights return to the device, VAE
 encoding is bounded, finished multi-process runs exit."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -11,11 +10,11 @@ import types
 
 import torch
 
-from conftest import REPO, script_env
+from conftest import REPLICA_WORKER, REPO, free_port, assert_replicas_match_the_saved_unet, script_env
 
 
 def test_processes_without_seed_agree_and_share_an_epoch(tmp_path):
-    env = script_env(tmp_path, MASTER_PORT=str(29100 + os.getpid() % 800))
+    env = script_env(tmp_path, MASTER_PORT=str(free_port()))
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            "--master_port", env["MASTER_PORT"], str(REPO / "tests/seed_agreement_worker.py"), str(tmp_path / "out")],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -70,7 +69,7 @@ def test_finished_two_process_runs_exit(tmp_path, tiny_model):
     assert subprocess.run([sys.executable, str(REPO / "make_dataset.py"), "--data-root", "raw", "--output-dir", "processed"],
                           cwd=tmp_path, env=script_env(tmp_path), capture_output=True).returncode == 0
     for attempt in range(3):
-        port = str(29300 + (os.getpid() + attempt) % 700)
+        port = str(free_port())
         done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
                                str(REPO / "train_video_ip2p.py"), "--pretrained_model_name_or_path", str(tiny_model),
                                "--train_data_dir", "processed", "--output_dir", f"out{attempt}", "--resolution", "16",
@@ -114,7 +113,7 @@ def test_lerp_ema_matches_diffusers_foreach_update():
     assert lerped.state_dict().keys() == reference.state_dict().keys()  # checkpoints keep diffusers' format
 
 
-def test_inference_runs_on_the_gpu_in_half_precision_when_there_is_one(monkeypatch):
+def test_inference_picks_half_precision_on_a_mocked_gpu(monkeypatch):
     from ip2p.models.video_pipeline import inference_device_and_dtype
 
     assert inference_device_and_dtype() == ("cpu", torch.float32)
@@ -132,7 +131,7 @@ def test_two_machines_simulated_on_one_train_agree_and_resume(tmp_path, tiny_mod
     def launch(steps, port, *extra):
         runs = [subprocess.Popen(
             [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(rank),
-             "--master_addr", "127.0.0.1", "--master_port", port, str(REPO / "train_video_ip2p.py"),
+             "--master_addr", "127.0.0.1", "--master_port", port, str(REPLICA_WORKER), "video", str(tmp_path / f"replicas-{steps}"),
              "--pretrained_model_name_or_path", str(tiny_model), "--train_data_dir", str(clips / "processed"),
              "--output_dir", "out", "--resolution", "16", "--train_batch_size", "1", "--gradient_accumulation_steps", "1",
              "--max_train_steps", str(steps), "--checkpointing_steps", "2", "--latent_cache_dir", "cache",
@@ -140,12 +139,12 @@ def test_two_machines_simulated_on_one_train_agree_and_resume(tmp_path, tiny_mod
             cwd=tmp_path, env=script_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
         outputs = [run.communicate(timeout=300) for run in runs]
         assert [run.returncode for run in runs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+        assert_replicas_match_the_saved_unet(tmp_path / f"replicas-{steps}", tmp_path / "out", processes=2)
         return outputs[0][0]
 
-    port = 29200 + os.getpid() % 700
-    assert "UNet weights identical on all 2 processes" in launch(2, str(port))
-    resumed = launch(3, str(port + 1), "--resume_from_checkpoint", "latest")
-    assert "at step 2" in resumed and "UNet weights identical on all 2 processes" in resumed
+    launch(2, str(free_port()))
+    resumed = launch(3, str(free_port()), "--resume_from_checkpoint", "latest")
+    assert "at step 2" in resumed
 
 
 def test_accelerate_config_files_load_and_the_ddp_one_launches(tmp_path, tiny_model, clips):
@@ -184,7 +183,7 @@ def test_steps_reported_together_keep_their_own_learning_rate(tmp_path, tiny_mod
 def test_the_cache_fill_outlasts_the_process_group_timeout_and_a_failure_reaches_every_process(tmp_path):
     outputs = []
     for index, mode in enumerate(("ok", "fail")):
-        port = str(29700 + os.getpid() % 90 + index)
+        port = str(free_port())
         done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
                                str(REPO / "tests/patient_barrier_worker.py"), mode],
                               cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=120)
