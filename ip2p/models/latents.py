@@ -30,10 +30,14 @@ class FrameLatents(NamedTuple):
         return FrameLatents(*(t.to(device, non_blocking=non_blocking) for t in self))
 
 
+def latent_modes(moments: torch.Tensor) -> torch.Tensor:
+    """``(..., 2C, h, w)`` moments -> their ``(..., C, h, w)`` means (the modes, unscaled): what conditions the UNet."""
+    return moments[..., : moments.shape[-3] // 2, :, :]
+
+
 def split_moments(moments: torch.Tensor) -> FrameLatents:
     """``(..., N + 1, 2C, h, w)`` moments, observed frames first -> ``FrameLatents``."""
-    channels = moments.shape[-3] // 2
-    return FrameLatents(moments[..., :-1, :channels, :, :].to(CONDITION_DTYPE).contiguous(),
+    return FrameLatents(latent_modes(moments[..., :-1, :, :, :]).to(CONDITION_DTYPE).contiguous(),
                         moments[..., -1, :, :, :].float().contiguous())
 
 

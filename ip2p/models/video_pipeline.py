@@ -1,57 +1,26 @@
 """Next-frame prediction: InstructPix2Pix conditioned on N observed frames.
 
 ``VideoInstructPix2PixPipeline.from_pretrained(folder)`` loads a trained
-output folder; calling it with an instruction and the N observed frames
-(oldest first) returns the predicted next frame. Guidance is InstructPix2Pix's
-two-way classifier-free guidance (Brooks et al. 2023, eq. 3):
+output folder; called with an instruction and the N observed frames (oldest
+first) it returns the predicted next frame, in four steps:
 
-    e = e(z, 0, 0) + s_I * (e(z, frames, 0) - e(z, 0, 0)) + s_T * (e(z, frames, text) - e(z, frames, 0))
-
-with s_T = ``guidance_scale`` and s_I = ``image_guidance_scale``; it works
-because training dropped the text, the frames, or both.
-
-Two choices trade realism for fidelity (README, "Predicting the change"):
-- ``prediction_target`` (a training choice, saved in ``model_index.json``):
-  ``"frame"`` denoises the next frame's latent (InstructPix2Pix's objective);
-  ``"residual"`` denoises the change from the last frame's latent, divided
-  by ``residual_scale`` so it has unit variance.
-- ``output_mode`` (per call): ``"frame"`` decodes the predicted latent;
-  ``"composite"`` adds the decoded change to the last frame's exact pixels
-  (last + decode(prediction) - decode(last latent)), so regions that do not
-  change keep their pixels instead of the VAE's reconstruction of them.
-
-``motion_prior="flow"`` (a training choice, saved): the pipeline appends the
-last frame warped one step along the optical flow of the last two
-(``ip2p.shared.motion``) as one more conditioning frame, and that frame is
-then "the last frame" above: a residual model predicts the correction to
-the flow extrapolation, and composite output starts from its pixels.
-
-``output_mode="blend"`` (the default of a residual model with the flow
-prior) does not trust either base everywhere: constant-velocity flow is
-wrong where motion changes (an object that lands, stops or turns), and there
-the last observed frame is often the better base, moved with the camera
-(``camera_extrapolate``: shifted one step by the median flow, so what stopped
-stays put in the world; the last frame itself when the camera is still).
-Per pixel it blends the two composites, flow-warped + its correction and
-camera-moved + its correction, weighted by which base the predicted frame
-agrees with: the one needing the smaller decoded correction, measured over a
-window of about two latent cells (``2 x vae_scale_factor - 1`` pixels) and
-compared softly (a sigmoid of the difference over ``BLEND_SOFTNESS`` grey
-levels). The decoded prediction is too blurry to draw a moved object
-sharply, but sharp enough to say which of two sharp frames has it in the
-right place.
-
-``correction_threshold`` (per call, in grey levels of 255; saved default):
-a soft threshold on the predicted change from that base frame (the last
-frame, the flow-warped one, or their blend). A pixel whose change (its largest over the
-colour channels) is below the threshold keeps the base's pixel; larger
-changes are shrunk by the threshold. A latent correction decodes to small
-changes everywhere, most of them noise where the base is already right;
-this keeps the base there and the model's large corrections elsewhere.
+1. ``check_inputs``: counts, sizes and settings (saved defaults fill the gaps);
+2. ``encode_condition``: the frames' latents, plus, with ``motion_prior="flow"``,
+   the last frame warped one step along the flow of the last two;
+3. ``sample``: denoising with InstructPix2Pix's two-way guidance (text scale,
+   frame scale); a ``residual`` model's change is added to the base's latent;
+4. ``compose`` per ``output_mode``: ``frame`` (the decoded latent),
+   ``composite`` (base frame + decoded change, so unchanged pixels keep their
+   values) or ``blend`` (per pixel, the composite on the flow-warped frame or on
+   the last frame moved with the camera, whichever the prediction agrees
+   with); then ``soft_threshold_change`` drops changes under
+   ``correction_threshold`` grey levels.
+Why each step, with measurements: docs/training.md, docs/learning.md.
 """
 
+import json
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import List, NamedTuple, Optional, Union
 
 import PIL.Image
 import torch
@@ -62,12 +31,20 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ..shared.motion import camera_flow, last_and_flow, warp_along
 from .files import require_pipeline_folder
-from .latents import encode_moments
+from .latents import encode_moments, latent_modes
 from .samplers import OUTPUT_MODES
 from .text import encode_prompts
 from .widening import LATENT_CHANNELS
 
 BLEND_SOFTNESS = 6.0  # grey levels of 255: output_mode "blend" weighs its two bases by a sigmoid over this scale
+
+
+class Condition(NamedTuple):
+    """A batch's conditioning: ``pixels`` ``(B, F, 3, H, W)`` (observed frames, then the flow-warped one with the
+    motion prior), their latent ``modes`` ``(B, F, C, h, w)``, and blend's second bases (PIL images) or None."""
+    pixels: torch.Tensor
+    modes: torch.Tensor
+    stills: Optional[list]
 
 
 class VideoInstructPix2PixPipeline(DiffusionPipeline):
@@ -139,7 +116,7 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         """The keywords a rollout of ``num_future_frames`` calls with: ``settings``, except that a rollout of more
         than one frame composites where blend was asked for (given, or the model's default). A blended frame
         stops motion where it takes the last frame; fed back, the next step's flow sees less motion, and the loss
-        compounds (README, "On the harder set": 0.3 dB at t+4 even with only the first step blended, 1 dB with
+        compounds (docs/learning.md, "On the harder set": 0.3 dB at t+4 even with only the first step blended, 1 dB with
         every step), so a rollout keeps the flow-warped base."""
         if num_future_frames > 1 and (settings.get("output_mode") or self.default_output_mode) == "blend":
             return dict(settings, output_mode="composite")
@@ -180,60 +157,86 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         settings = self.sampling_settings(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                                           image_guidance_scale=image_guidance_scale, output_mode=output_mode,
                                           num_samples_averaged=num_samples_averaged, correction_threshold=correction_threshold)
-        num_inference_steps, guidance_scale, image_guidance_scale = (
-            settings["num_inference_steps"], settings["guidance_scale"], settings["image_guidance_scale"])
-        output_mode, num_samples_averaged = settings["output_mode"], settings["num_samples_averaged"]
-        prompts, clips = ([prompt], [frames]) if isinstance(prompt, str) else (list(prompt), list(frames))
-        if len(prompts) != len(clips):
-            raise ValueError(f"got {len(prompts)} instructions for {len(clips)} clips")
-        if num_samples_averaged < 1:
-            raise ValueError(f"num_samples_averaged must be at least 1, got {num_samples_averaged}")
-        if settings["correction_threshold"] < 0:
-            raise ValueError(f"correction_threshold must be at least 0, got {settings['correction_threshold']}")
-        for clip in clips:
-            self.check_frames(clip)
-        if len({clip[0].size for clip in clips}) > 1:
-            raise ValueError("all clips of a batch must have one frame size")
-        if self.config.motion_prior == "flow":  # one flow field per clip gives both of blend's bases
-            motions = [last_and_flow(clip) for clip in clips]
-            clips = [list(clip) + [warp_along(last, flow)] for clip, (last, flow) in zip(clips, motions)]
-            stills = [warp_along(last, camera_flow(flow)) for last, flow in motions] if output_mode == "blend" else None
-        device, batch = self._execution_device, len(clips)
-        pixels = torch.stack([self.image_processor.preprocess(clip) for clip in clips]).to(device, dtype=self.vae.dtype)
-        moments = encode_moments(self.vae, pixels)  # in bounded chunks: a batch of clips is many frames
-        frame_latents = moments[:, :, : moments.shape[2] // 2].to(self.vae.dtype)  # the modes, unscaled, as in training
-        condition = frame_latents.flatten(1, 2)
-        text = encode_prompts(self.tokenizer, self.text_encoder, prompts, device)
-        empty = encode_prompts(self.tokenizer, self.text_encoder, [""] * batch, device)
-        guided = guidance_scale > 1.0 or image_guidance_scale > 1.0
-        samples = num_samples_averaged
-        text, condition = text.repeat_interleave(samples, dim=0), condition.repeat_interleave(samples, dim=0)
-        empty = empty.repeat_interleave(samples, dim=0)
-        if guided:  # batch order: (text, frames), (no text, frames), (no text, no frames)
-            text = torch.cat([text, empty, empty])
-            condition = torch.cat([condition, condition, torch.zeros_like(condition)])
-        latents = self.denoise(text, condition, num_inference_steps, guidance_scale, image_guidance_scale, guided, generator)
-        latents = latents.unflatten(0, (batch, samples)).mean(dim=1)
-        scaling = self.vae.config.scaling_factor
-        last_latent = frame_latents[:, -1] * scaling
-        if self.config.prediction_target == "residual":
-            latents = last_latent + self.config.residual_scale * latents
-        decode = lambda latent: self.vae.decode(latent.to(self.vae.dtype) / scaling).sample  # noqa: E731
-        image, base = decode(latents), pixels[:, -1]
-        if output_mode == "composite":
-            image = base + image - decode(last_latent)
-        elif output_mode == "blend":  # base: the flow-warped frame; the other: the last one moved with the camera
-            still = self.image_processor.preprocess(stills).to(device, dtype=self.vae.dtype)
-            still_moments = encode_moments(self.vae, still[:, None])[:, 0]
-            still_latent = still_moments[:, : still_moments.shape[1] // 2].to(self.vae.dtype) * scaling
-            base, image = blend_composites(base, image - decode(last_latent), still, image - decode(still_latent),
-                                           window=2 * self.vae_scale_factor - 1, softness=BLEND_SOFTNESS * 2 / 255)
+        prompts, clips = self.check_inputs(prompt, frames, settings)
+        condition = self.encode_condition(clips, settings["output_mode"])
+        latents = self.sample(prompts, condition, settings, generator)
+        image, base = self.compose(latents, condition, settings["output_mode"])
         # The change is measured on the image as it will be shown: a decoded value beyond [-1, 1] would
         # otherwise count as a change larger than any threshold (255 grey levels = 2 units here).
         image = soft_threshold_change(image.clamp(-1, 1), base, settings["correction_threshold"] * 2 / 255)
         images = self.image_processor.postprocess(image, output_type=output_type)
         self.maybe_free_model_hooks()
         return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+    def check_inputs(self, prompt, frames, settings: dict):
+        """(prompts, clips) as lists of one entry per clip; a wrong count, size or setting is a ValueError."""
+        prompts, clips = ([prompt], [frames]) if isinstance(prompt, str) else (list(prompt), list(frames))
+        if len(prompts) != len(clips):
+            raise ValueError(f"got {len(prompts)} instructions for {len(clips)} clips")
+        if settings["num_samples_averaged"] < 1:
+            raise ValueError(f"num_samples_averaged must be at least 1, got {settings['num_samples_averaged']}")
+        if settings["correction_threshold"] < 0:
+            raise ValueError(f"correction_threshold must be at least 0, got {settings['correction_threshold']}")
+        for clip in clips:
+            self.check_frames(clip)
+        if len({clip[0].size for clip in clips}) > 1:
+            raise ValueError("all clips of a batch must have one frame size")
+        return prompts, clips
+
+    def encode_condition(self, clips, output_mode: str) -> Condition:
+        """The clips' frames as pixels and latent modes, the motion prior's flow-warped frame appended when the
+        model has it; blend's second base (the last frame moved with the camera) from the same flow field."""
+        stills = None
+        if self.config.motion_prior == "flow":
+            motions = [last_and_flow(clip) for clip in clips]
+            clips = [list(clip) + [warp_along(last, flow)] for clip, (last, flow) in zip(clips, motions)]
+            if output_mode == "blend":
+                stills = [warp_along(last, camera_flow(flow)) for last, flow in motions]
+        pixels = torch.stack([self.image_processor.preprocess(clip) for clip in clips])
+        pixels = pixels.to(self._execution_device, dtype=self.vae.dtype)
+        modes = latent_modes(encode_moments(self.vae, pixels)).to(self.vae.dtype)  # in bounded chunks, as in training
+        return Condition(pixels, modes, stills)
+
+    def sample(self, prompts: List[str], condition: Condition, settings: dict, generator) -> torch.Tensor:
+        """The predicted next frame's (scaled) latents: the mean of ``num_samples_averaged`` samples per clip, each
+        with two-way guidance when a scale is above 1; a residual model's change is added to the base's latent."""
+        device, batch, samples = self._execution_device, len(prompts), settings["num_samples_averaged"]
+        guidance_scale, image_guidance_scale = settings["guidance_scale"], settings["image_guidance_scale"]
+        text = encode_prompts(self.tokenizer, self.text_encoder, prompts, device).repeat_interleave(samples, dim=0)
+        empty = encode_prompts(self.tokenizer, self.text_encoder, [""] * batch, device).repeat_interleave(samples, dim=0)
+        frames = condition.modes.flatten(1, 2).repeat_interleave(samples, dim=0)
+        guided = guidance_scale > 1.0 or image_guidance_scale > 1.0
+        if guided:  # batch order: (text, frames), (no text, frames), (no text, no frames)
+            text = torch.cat([text, empty, empty])
+            frames = torch.cat([frames, frames, torch.zeros_like(frames)])
+        latents = self.denoise(text, frames, settings["num_inference_steps"], guidance_scale, image_guidance_scale,
+                               guided, generator)
+        latents = latents.unflatten(0, (batch, samples)).mean(dim=1)
+        if self.config.prediction_target == "residual":
+            latents = self.base_latent(condition) + self.config.residual_scale * latents
+        return latents
+
+    def base_latent(self, condition: Condition) -> torch.Tensor:
+        """The last conditioning frame's scaled latent (the flow-warped one with the motion prior)."""
+        return condition.modes[:, -1] * self.vae.config.scaling_factor
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+
+    def compose(self, latents: torch.Tensor, condition: Condition, output_mode: str):
+        """(image, base) in [-1, 1] units: the decoded prediction (``frame``); the base frame plus the decoded
+        change (``composite``); or the two composites blended per pixel (``blend``)."""
+        image, base = self.decode(latents), condition.pixels[:, -1]
+        if output_mode == "composite":
+            image = base + image - self.decode(self.base_latent(condition))
+        elif output_mode == "blend":  # base: the flow-warped frame; the other: the last one moved with the camera
+            still = self.image_processor.preprocess(condition.stills).to(self._execution_device, dtype=self.vae.dtype)
+            still_latent = latent_modes(encode_moments(self.vae, still[:, None])[:, 0]).to(self.vae.dtype)
+            still_latent = still_latent * self.vae.config.scaling_factor
+            base, image = blend_composites(base, image - self.decode(self.base_latent(condition)), still,
+                                           image - self.decode(still_latent),
+                                           window=2 * self.vae_scale_factor - 1, softness=BLEND_SOFTNESS * 2 / 255)
+        return image, base
 
     def denoise(self, text, condition, num_inference_steps, guidance_scale, image_guidance_scale, guided, generator):
         """Run the sampler from noise; returns the final (scaled) latents."""
@@ -300,8 +303,6 @@ def inference_device_and_dtype(precision: str = "auto"):
 
 def model_resolution(model_dir: Path) -> int:
     """The resolution a model was trained at (its training_args.json), else 256."""
-    import json
-
     args_file = Path(model_dir) / "training_args.json"
     return json.loads(args_file.read_text())["resolution"] if args_file.is_file() else 256
 
