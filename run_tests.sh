@@ -7,7 +7,8 @@ python=".venv/bin/python"
 [ "${IP2P_NO_VENV:-0}" = "1" ] && python=python3
 [ -n "${IP2P_VENV:-}" ] && python="$IP2P_VENV/bin/python"
 
-"$python" -m pytest tests "$@"
+# Two workers by default (IP2P_TEST_WORKERS=N for more, 0 for one process): about 1.6 times faster on 2 cores.
+"$python" -m pytest tests -n "${IP2P_TEST_WORKERS:-2}" --dist worksteal "$@"
 status=$?
 if [ "$status" -eq 5 ]; then
     # pytest's "no tests collected": a suite that ran nothing proves nothing.

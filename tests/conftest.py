@@ -7,10 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
-from PIL import Image
+# pytest-xdist's workers (run_tests.sh starts 2) share the cores, so each worker and every script it starts gets
+# its share of OpenMP threads, set before torch loads. Left at torch's default of one thread per core, two
+# trainers side by side on 2 cores took 75-123 s instead of 18-21 s: oversubscribed threads wait on each other.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // WORKERS)))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -29,6 +36,8 @@ def script_env(tmp_root: Path, **extra) -> dict:
     env.update(
         HF_HOME=str(tmp_root / "hf_home"), HF_DATASETS_CACHE=str(tmp_root / "hf_datasets"),
         HF_HUB_DISABLE_TELEMETRY="1", PYTHONUNBUFFERED="1",
+        # torch.compile's kernels too: a test compiles as cold as on a fresh machine, and leaves no cache behind.
+        TORCHINDUCTOR_CACHE_DIR=str(tmp_root / "inductor_cache"),
     )
     env.pop("HF_ENDPOINT", None)
     env.update(extra)

@@ -60,26 +60,6 @@ def test_vae_encoding_is_chunked_and_equals_one_call():
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
 
 
-def test_finished_two_process_runs_exit(tmp_path, tiny_model):
-    """Rank 0 once sat for an hour in the DDP reducer's destructor after its peer had gone;
-    the run now tears the process group down on every rank, together, and then ends at once."""
-    from conftest import numbered_clip_root
-
-    numbered_clip_root(tmp_path / "raw")
-    assert subprocess.run([sys.executable, str(REPO / "make_dataset.py"), "--data-root", "raw", "--output-dir", "processed"],
-                          cwd=tmp_path, env=script_env(tmp_path), capture_output=True).returncode == 0
-    for attempt in range(3):
-        port = str(free_port())
-        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
-                               str(REPO / "train_video_ip2p.py"), "--pretrained_model_name_or_path", str(tiny_model),
-                               "--train_data_dir", "processed", "--output_dir", f"out{attempt}", "--resolution", "16",
-                               "--train_batch_size", "1", "--gradient_accumulation_steps", "1", "--max_train_steps", "1",
-                               "--latent_cache_dir", "cache", "--num_validation_images", "0", "--report_to", "none"],
-                              cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr[-3000:]
-        assert "saved the trained pipeline" in done.stdout
-
-
 def test_a_distributed_process_ends_without_the_interpreter_teardown(tmp_path):
     code = ("import atexit; from ip2p.shared.cli import exit_script; atexit.register(lambda: print('teardown ran'));"
             "print('saved', end=''); exit_script(3)")
@@ -127,7 +107,10 @@ def test_inference_picks_half_precision_on_a_mocked_gpu(monkeypatch):
 
 
 def test_two_machines_simulated_on_one_train_agree_and_resume(tmp_path, tiny_model, clips):
-    """torchrun --nnodes 2 on loopback, one process per 'machine', sharing the output and cache folders."""
+    """torchrun --nnodes 2 on loopback, one process per 'machine', sharing the output and cache folders.
+    Each launch must also end: rank 0 once sat for an hour in the DDP reducer's destructor after its peer had
+    gone, so a run now tears the process group down on every rank together (the timeout is that check, here and
+    in the other launches of two processes)."""
     def launch(steps, port, *extra):
         runs = [subprocess.Popen(
             [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(rank),
@@ -137,7 +120,7 @@ def test_two_machines_simulated_on_one_train_agree_and_resume(tmp_path, tiny_mod
              "--max_train_steps", str(steps), "--checkpointing_steps", "2", "--latent_cache_dir", "cache",
              "--num_validation_images", "0", "--report_to", "none", *extra],
             cwd=tmp_path, env=script_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
-        outputs = [run.communicate(timeout=300) for run in runs]
+        outputs = [run.communicate(timeout=180) for run in runs]
         assert [run.returncode for run in runs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
         assert_replicas_match_the_saved_unet(tmp_path / f"replicas-{steps}", tmp_path / "out", processes=2)
         return outputs[0][0]
