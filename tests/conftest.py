@@ -23,6 +23,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+def pytest_collection_modifyitems(items):
+    """Tests marked ``starts_first`` go to the front (a stable sort: the rest keep their order)."""
+    items.sort(key=lambda item: item.get_closest_marker("starts_first") is None)
+
+
 def free_port() -> int:
     """A loopback port nothing listens on now (the OS picks it): launches in parallel tests never share one."""
     with socket.socket() as sock:
