@@ -137,25 +137,14 @@ def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path, tiny_model,
 
 def test_killed_while_saving_resumes_from_the_last_complete_checkpoint(tmp_path, tiny_model, pairs):
     output = tmp_path / "out"
-    command = [sys.executable, str(REPO / "train_instruct_pix2pix.py"), "--pretrained_model_name_or_path", str(tiny_model),
-               "--train_data_dir", str(pairs), "--output_dir", str(output), "--resolution", "32", "--train_batch_size", "2",
-               "--max_train_steps", "500", "--checkpointing_steps", "1", "--seed", "0", "--report_to", "none"]
-    for attempt in range(8):
-        process = subprocess.Popen(command, cwd=tmp_path, env=script_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while time.time() < deadline and process.poll() is None:
-            partial = list(output.glob(".checkpoint-*.partial"))
-            if partial and list(output.glob("checkpoint-*")):
-                process.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.002)
-        process.wait()
-        if list(output.glob(".checkpoint-*.partial")):
-            break  # killed mid-save, as wanted
-    else:
-        pytest.fail("could not kill the trainer while it was saving")
+    killed = subprocess.run([sys.executable, str(REPO / "tests/kill_while_saving_worker.py"), "--pretrained_model_name_or_path",
+                             str(tiny_model), "--train_data_dir", str(pairs), "--output_dir", str(output), "--resolution", "32",
+                             "--train_batch_size", "2", "--max_train_steps", "500", "--checkpointing_steps", "1", "--seed", "0",
+                             "--report_to", "none"], cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert [p.name for p in output.glob(".checkpoint-*.partial")] == [".checkpoint-2.partial"]  # killed mid-save
     complete = sorted(int(p.name.split("-")[1]) for p in output.glob("checkpoint-*"))
-    assert complete
+    assert complete == [1]
     done = train(tmp_path, tiny_model, pairs, "out", "--max_train_steps", complete[-1] + 1, "--checkpointing_steps", 1,
                  "--seed", 0, "--resume_from_checkpoint", "latest")
     assert done.returncode == 0, done.stderr[-3000:]
