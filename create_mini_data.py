@@ -29,6 +29,10 @@ def parse_args(argv):
     parser.add_argument("--hard", action="store_true",
                         help="with --synthetic: the harder set (textured scenes and objects, a camera drifting sub-pixel, "
                              "anti-aliased sub-pixel motion, JPEG frames); see ip2p/data/synthetic_hard.py")
+    parser.add_argument("--physics", action="store_true",
+                        help="with --synthetic: rigid bodies whose motion the Bullet engine computes (pybullet): dropping, "
+                             "pushing, covering, rolling, a stack falling; an orbiting camera, shadows, textures, JPEG frames; "
+                             "see ip2p/data/synthetic_physics.py")
     parser.add_argument("--videos-per-task", type=int, default=30, help="training clips per task family (with --synthetic)")
     parser.add_argument("--val-videos-per-task", type=int, default=5, help="held-out clips per task family (with --synthetic)")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
@@ -37,8 +41,10 @@ def parse_args(argv):
                         help="replace the output folder even if this script did not write it, or it holds files it did not write")
     args = parser.parse_args(argv)
     args.size = args.size or (64 if args.synthetic else 128)
-    if args.hard and not args.synthetic:
-        parser.error("--hard is an option of --synthetic")
+    if (args.hard or args.physics) and not args.synthetic:
+        parser.error("--hard and --physics are options of --synthetic")
+    if args.hard and args.physics:
+        parser.error("choose one of --hard and --physics")
     if args.synthetic and args.num_frames < 21:
         parser.error("--synthetic clips have at least 21 frames (20 observed + 1 target)")
     if args.num_frames < 1 or args.size < 16:
@@ -53,14 +59,15 @@ def main(argv=None) -> int:
     with atomic_output_dir(args.output_dir, "create_mini_data.py", args.overwrite) as staging:
         if args.synthetic:
             write_synthetic_dataset(staging, args.videos_per_task, args.val_videos_per_task, args.size, args.seed,
-                                    hard=args.hard, num_frames=args.num_frames, workers=args.workers)
+                                    hard=args.hard, num_frames=args.num_frames, workers=args.workers,
+                                    physics=args.physics)
         else:
             write_mini_dataset(staging, args.num_frames, args.size, args.seed)
         if args.test_video:
             write_test_video(staging, args.num_frames, args.size, args.seed)
     if args.synthetic:
         print(f"wrote {args.videos_per_task} training and {args.val_videos_per_task} held-out clips per task family "
-              f"({args.size}x{args.size}{', harder set' if args.hard else ''}) to {args.output_dir}")
+              f"({args.size}x{args.size}{', harder set' if args.hard else ', physics set' if args.physics else ''}) to {args.output_dir}")
     else:
         print(f"wrote {args.num_frames} frames of {args.size}x{args.size} to {args.output_dir}")
     return 0

@@ -83,9 +83,49 @@ def test_hard_synthetic_clips_are_jpeg_with_a_drifting_camera_that_flow_follows(
     assert again.returncode == 0
     assert tree_bytes(tmp_path / "again") == tree_bytes(tmp_path / "raw")  # the same files from 1 worker as from 2
     refused = run_script("create_mini_data.py", "--hard", "--output-dir", "mini", cwd=tmp_path)
-    assert refused.returncode == 2 and "--hard is an option of --synthetic" in refused.stderr
+    assert refused.returncode == 2 and "--hard and --physics are options of --synthetic" in refused.stderr
     refused = run_script("create_mini_data.py", "--synthetic", "--workers", 0, "--output-dir", "none", cwd=tmp_path)
     assert refused.returncode == 2 and "--workers must be at least 1" in refused.stderr and not (tmp_path / "none").exists()
+
+
+def test_physics_clips_are_deterministic_jpeg_from_an_orbiting_camera(tmp_path):
+    done = run_script("create_mini_data.py", "--synthetic", "--physics", "--output-dir", "raw", "--videos-per-task", 1,
+                      "--val-videos-per-task", 1, "--size", 32, "--seed", 5, "--workers", 2, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    metadata = json.loads((tmp_path / "raw/metadata.json").read_text())
+    assert len(metadata) == 10 and sorted({e["task_type"] for e in metadata}) == [
+        "cover_object", "drop_object", "push_object", "roll_object", "topple_stack"]
+    for entry in metadata:
+        folder = tmp_path / "raw" / entry["video_path"]
+        assert sorted(p.name for p in folder.iterdir()) == [f"{i:02d}.jpg" for i in range(21)]
+        frames = [np.asarray(Image.open(folder / f"{i:02d}.jpg"), dtype=np.float32) for i in range(21)]
+        assert frames[0].shape == (32, 32, 3)
+        # The camera turns around the table: the view changes between consecutive frames, not only at the action.
+        assert min(np.abs(frames[i + 1] - frames[i]).mean() for i in range(4)) > 0.3, entry["video_path"]
+        assert np.abs(np.diff(frames[0], axis=1)).mean() > 2, entry["video_path"]  # shaded and textured, not flat
+    again = run_script("create_mini_data.py", "--synthetic", "--physics", "--output-dir", "again", "--videos-per-task", 1,
+                       "--val-videos-per-task", 1, "--size", 32, "--seed", 5, "--workers", 1, cwd=tmp_path)
+    assert again.returncode == 0
+    assert tree_bytes(tmp_path / "again") == tree_bytes(tmp_path / "raw")  # the same files from 1 worker as from 2
+    done = run_script("make_dataset.py", "--data-root", "raw", "--output-dir", "processed", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_engine_decides_how_a_physics_action_ends_and_the_instruction_says_it():
+    from ip2p.data.synthetic_physics import TABLE, draw_physics_clip
+
+    rng = np.random.default_rng(0)
+    endings = set()
+    for _ in range(12):
+        clip = draw_physics_clip("push_object", 16, rng)
+        fell = clip.poses[-1][0][0][2] < TABLE[2] - 0.02  # where the block is at the end, by the engine
+        assert clip.instruction.endswith("falls off the table" if fell else "slides"), clip.instruction
+        endings.add(fell)
+    assert endings == {True, False}  # both happen: the push's speed and the friction decide, not a coin we toss
+    heights = [frame[1][0][2] for frame in draw_physics_clip("drop_object", 16, rng).poses]  # the dropped object
+    release = next(t for t in range(1, 21) if heights[t] < heights[0] - 1e-6)
+    assert 8 <= release <= 17 and all(h == heights[0] for h in heights[:release])  # held still, then let go
+    assert abs(heights[-1] - heights[-2]) < 1e-3 < heights[0] - heights[-1]  # it fell, and came to rest on something
 
 
 def test_evaluate_writes_every_output_with_the_task_breakdown(synthetic, video_model, tmp_path):

@@ -25,6 +25,7 @@ from typing import Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..shared.cli import UserError
 from .synthetic_common import COLOURS, NUM_FRAMES, SUPERSAMPLE, TASKS, cover_layout, drop_layout, move_path
 from .synthetic_hard import draw_hard_clip
 
@@ -113,21 +114,29 @@ def _save_clip(clip, folder: Path) -> None:
 
 
 def write_synthetic_dataset(output_dir: Path, videos_per_task: int, val_videos_per_task: int, size: int, seed: int,
-                            hard: bool = False, num_frames: int = NUM_FRAMES, workers: int = 1) -> None:
+                            hard: bool = False, num_frames: int = NUM_FRAMES, workers: int = 1, physics: bool = False) -> None:
     """The numbered raw layout: metadata.json, train/<task>/video_*/00..20.png, val/...
-    (``hard``: the set of ``synthetic_hard.py``, frames saved as JPEG; ``num_frames`` > 21
-    for clips that go on, e.g. for ``evaluate.py --horizon``). Every clip's
-    random draws are made here, in order from one generator; ``workers``
-    processes render and write the frames, the same files at any count."""
+    (``hard``: the set of ``synthetic_hard.py``, frames saved as JPEG; ``physics``: the set of
+    ``synthetic_physics.py``, its own five tasks, JPEG; ``num_frames`` > 21 for clips that go on,
+    e.g. for ``evaluate.py --horizon``). Every clip's random draws (and a physics clip's simulation)
+    are made here, in order from one generator; ``workers`` processes render and write the frames,
+    the same files at any count."""
     rng = np.random.default_rng(seed)
     entries = []
+    tasks, draw = TASKS, draw_hard_clip if hard else draw_clip
+    if physics:
+        try:
+            from .synthetic_physics import PHYSICS_TASKS, draw_physics_clip  # in here: optional (pybullet), only this set needs it
+        except ImportError as err:
+            raise UserError(f"the physics set needs pybullet ({err}): pip install -r requirements-test.txt, or pip install pybullet")
+        tasks, draw = PHYSICS_TASKS, draw_physics_clip
 
     def drawn():
         for split, count in (("train", videos_per_task), ("val", val_videos_per_task)):
-            for task in TASKS:
+            for task in tasks:
                 for index in range(count):
                     video_path = f"{split}/{task}/video_{index}"
-                    clip = (draw_hard_clip if hard else draw_clip)(task, size, rng, num_frames)
+                    clip = draw(task, size, rng, num_frames)
                     entries.append({"video_path": video_path, "instruction": clip.instruction, "task_type": task})
                     yield clip, Path(output_dir) / video_path
 
