@@ -47,8 +47,36 @@ case "$PREDICTION_TYPE" in
     *) sampling="--validation_inference_steps 20 --validation_samples_averaged 4" ;; esac
 case "$SET" in hard) set_flag=--hard ;; easy) set_flag= ;; *) echo "error: SET=$SET: use hard or easy" >&2; exit 2 ;; esac
 python="${PYTHON:-.venv/bin/python}"
+# Replace only this script's own earlier output: its .ip2p-owner.json lists what the script writes there (a
+# killed run's staging folders are cleared first); a folder without it, or with files a user added, is refused
+# with one line, and nothing is deleted.
+entries="raw processed tiny model latent_cache eval predictions loss.png data.log tiny.log train.log eval.log"
+"$python" - "$OUT" $entries <<'PY' || exit 2
+import sys
+from pathlib import Path
+
+from ip2p.shared.atomic_dir import check_replaceable, remove_stale_staging
+from ip2p.shared.cli import UserError, run_main
+
+
+def check(argv):
+    out = Path(sys.argv[1])
+    for entry in sys.argv[2:]:
+        remove_stale_staging(out / entry)
+    try:
+        check_replaceable(out, "learn_synthetic.sh")
+    except UserError:
+        raise UserError(f"{out} holds files that learn_synthetic.sh did not write; nothing was deleted: "
+                        "move them, or choose another OUT=...") from None
+    return 0
+
+
+sys.exit(run_main(check))
+PY
 rm -rf "$OUT"
 mkdir -p "$OUT"
+"$python" -c 'import sys; from ip2p.shared.atomic_dir import mark_owner; mark_owner(sys.argv[1], "learn_synthetic.sh", sys.argv[2:])' \
+    "$OUT" $entries
 started=$SECONDS
 stage() { echo "[$((SECONDS - started))s] $*"; }
 
