@@ -100,7 +100,7 @@ def test_video_resume_matches_an_uninterrupted_run(tmp_path, tiny_model, clips):
 
 def test_trained_model_predicts_through_the_pipeline_and_predict_py(tmp_path, tiny_model, video_model, clips):
     done = train_video(tmp_path, tiny_model, clips / "processed", "out", "--max_train_steps", 2, "--seed", 0,
-                       "--custom_unet_path", video_model)
+                       "--custom_unet_path", video_model, "--num_validation_images", 1)
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(list((tmp_path / "out/validation").rglob("*.png"))) >= 1
     strip = Image.open(next((tmp_path / "out/validation").rglob("*.png")))
@@ -329,7 +329,7 @@ def test_training_lowers_the_loss_below_copy_last_on_a_learnable_set(tmp_path, t
     assert done.returncode == 0, done.stderr[-2000:]
     done = train_video(tmp_path, tiny_model, tmp_path / "processed", "run", "--max_train_steps", 40, "--train_batch_size", 4,
                        "--learning_rate", "1e-3", "--prediction_target", "residual", "--prediction_type", "sample",
-                       "--min_train_timestep", 900, "--conditioning_dropout_prob", 0, "--seed", 0, "--num_validation_images", 0)
+                       "--min_train_timestep", 900, "--conditioning_dropout_prob", 0, "--seed", 0)
     assert done.returncode == 0, done.stderr[-3000:]
     losses = logged_losses(tmp_path / "run")
     assert len(losses) == 40
