@@ -315,8 +315,9 @@ def test_accelerate_launch_runs_the_video_trainer(tmp_path, tiny_model, clips):
 
 def test_training_lowers_the_loss_below_copy_last_on_a_learnable_set(tmp_path, tiny_model):
     """Noise frames, then a next frame of one solid colour: the change from the last frame follows from the
-    last frame alone. With the residual objective the target is that change scaled to unit variance, so
-    predicting no change (copy-last) scores a loss of at least 1; a few dozen steps must go well under it."""
+    last frame alone. With the residual objective the target is that change, scaled to about unit variance,
+    and an untrained UNet predicts about no change, i.e. copy-last: its first losses (0.84 measured) sit
+    near copy-last's. Forty steps must cut them to under 40 % (0.23 measured: 28 %)."""
     raw = tmp_path / "raw"
     entries = []
     for index in range(8):
@@ -334,7 +335,7 @@ def test_training_lowers_the_loss_below_copy_last_on_a_learnable_set(tmp_path, t
     losses = logged_losses(tmp_path / "run")
     assert len(losses) == 40
     first, last = np.mean(losses[:5]), np.mean(losses[-5:])
-    assert first > 0.8 and last < 0.5 * min(first, 1.0), (first, last)
+    assert first > 0.5 and last < 0.4 * first, (first, last)
 
 
 def test_motion_prior_trains_from_the_cache_saves_itself_and_needs_no_flag_later(tmp_path, tiny_model, clips):
