@@ -49,34 +49,33 @@ case "$SET" in hard) set_flag=--hard ;; easy) set_flag= ;; *) echo "error: SET=$
 python="${PYTHON:-.venv/bin/python}"
 # Replace only this script's own earlier output: its .ip2p-owner.json lists what the script writes there (a
 # killed run's staging folders are cleared first); a folder without it, or with files a user added, is refused
-# with one line, and nothing is deleted.
-entries="raw processed tiny model latent_cache eval predictions loss.png data.log tiny.log train.log eval.log"
-"$python" - "$OUT" $entries <<'PY' || exit 2
+# with one line, and nothing is deleted. Then OUT/seed-N starts empty, marked as this script's.
+"$python" - "$OUT" raw processed tiny model latent_cache eval predictions loss.png data.log tiny.log train.log eval.log <<'PY' || exit 2
+import shutil
 import sys
 from pathlib import Path
 
-from ip2p.shared.atomic_dir import check_replaceable, remove_stale_staging
+from ip2p.shared.atomic_dir import check_replaceable, mark_owner, remove_stale_staging
 from ip2p.shared.cli import UserError, run_main
 
 
-def check(argv):
-    out = Path(sys.argv[1])
-    for entry in sys.argv[2:]:
+def start_afresh(argv):
+    out, entries = Path(sys.argv[1]), sys.argv[2:]
+    for entry in entries:
         remove_stale_staging(out / entry)
     try:
         check_replaceable(out, "learn_synthetic.sh")
     except UserError:
         raise UserError(f"{out} holds files that learn_synthetic.sh did not write; nothing was deleted: "
                         "move them, or choose another OUT=...") from None
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    mark_owner(out, "learn_synthetic.sh", entries)
     return 0
 
 
-sys.exit(run_main(check))
+sys.exit(run_main(start_afresh))
 PY
-rm -rf "$OUT"
-mkdir -p "$OUT"
-"$python" -c 'import sys; from ip2p.shared.atomic_dir import mark_owner; mark_owner(sys.argv[1], "learn_synthetic.sh", sys.argv[2:])' \
-    "$OUT" $entries
 started=$SECONDS
 stage() { echo "[$((SECONDS - started))s] $*"; }
 

@@ -139,4 +139,3 @@ def assert_replicas_match_the_saved_unet(replica_dir: Path, run_dir: Path, proce
     for replica in replicas:
         assert replica.keys() == saved.keys()
         assert [name for name in saved if not torch.equal(replica[name], saved[name])] == []
-

@@ -1,7 +1,7 @@
 """Train exactly as train_instruct_pix2pix.py does and SIGKILL the process in
 the middle of its second checkpoint: accelerate has written the state into the
-staging folder, which is not yet marked complete nor renamed. (A kill timed by polling the folder from
-outside missed that window when the machine was busy.)
+staging folder, which is not yet marked complete nor renamed. (A kill timed by
+polling the folder from outside missed that window when the machine was busy.)
 
     python tests/kill_while_saving_worker.py [train_instruct_pix2pix.py flags]
 """
