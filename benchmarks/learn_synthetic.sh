@@ -50,32 +50,8 @@ python="${PYTHON:-.venv/bin/python}"
 # Replace only this script's own earlier output: its .ip2p-owner.json lists what the script writes there (a
 # killed run's staging folders are cleared first); a folder without it, or with files a user added, is refused
 # with one line, and nothing is deleted. Then OUT/seed-N starts empty, marked as this script's.
-"$python" - "$OUT" raw processed tiny model latent_cache eval predictions loss.png data.log tiny.log train.log eval.log <<'PY' || exit 2
-import shutil
-import sys
-from pathlib import Path
-
-from ip2p.shared.atomic_dir import check_replaceable, mark_owner, remove_stale_staging
-from ip2p.shared.cli import UserError, run_main
-
-
-def start_afresh(argv):
-    out, entries = Path(sys.argv[1]), sys.argv[2:]
-    for entry in entries:
-        remove_stale_staging(out / entry)
-    try:
-        check_replaceable(out, "learn_synthetic.sh")
-    except UserError:
-        raise UserError(f"{out} holds files that learn_synthetic.sh did not write; nothing was deleted: "
-                        "move them, or choose another OUT=...") from None
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    mark_owner(out, "learn_synthetic.sh", entries)
-    return 0
-
-
-sys.exit(run_main(start_afresh))
-PY
+"$python" benchmarks/start_output.py learn_synthetic.sh "$OUT" raw processed tiny model latent_cache eval predictions loss.png \
+    data.log tiny.log train.log eval.log || exit 2
 started=$SECONDS
 stage() { echo "[$((SECONDS - started))s] $*"; }
 

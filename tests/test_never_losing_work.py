@@ -345,14 +345,15 @@ def test_demo_keeps_only_the_frames_it_uses_and_bounds_an_upload(tmp_path):
     assert len(observed_frames(None, images[:8], 2, 32)) == 2
 
 
-def test_learn_synthetic_refuses_an_output_folder_it_did_not_write(tmp_path):
-    """The benchmark starts by deleting OUT/seed-N; a user's folder there survives, with one line."""
+@pytest.mark.parametrize("script", ["learn_synthetic.sh", "transfer.sh"])
+def test_benchmark_scripts_refuse_an_output_folder_they_did_not_write(tmp_path, script):
+    """Each benchmark starts by deleting OUT/seed-N; a user's folder there survives, with one line."""
     mine = tmp_path / "out/seed-0"
     mine.mkdir(parents=True)
     (mine / "notes.txt").write_text("my notes")
     before = tree_digest(tmp_path / "out")
-    done = subprocess.run(["bash", str(Path(__file__).resolve().parents[1] / "benchmarks/learn_synthetic.sh"), "0"],
+    done = subprocess.run(["bash", str(Path(__file__).resolve().parents[1] / "benchmarks" / script), "0"],
                           env=dict(os.environ, OUT=str(tmp_path / "out"), PYTHON=sys.executable), capture_output=True,
                           text=True, timeout=120)
-    one_line_error(done, f"error: {mine} holds files that learn_synthetic.sh did not write; nothing was deleted")
+    one_line_error(done, f"error: {mine} holds files that {script} did not write; nothing was deleted")
     assert tree_digest(tmp_path / "out") == before and not done.stdout  # no stage started

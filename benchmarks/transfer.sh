@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Leave-one-kind-out: does what the chain learns transfer to kinds of clips it never saw?
+# Three kinds of generated clips: easy (flat shapes, still camera, PNG), hard (textures, a drifting camera, JPEG)
+# and physics (rigid bodies simulated by pybullet, an orbiting camera, shadows, JPEG). For each kind K, the chain
+# of learn_synthetic.sh (VAE fitted on the training frames, 20-frame model, one DDIM step, the same settings for
+# every fold) is trained on the other two kinds' training clips and scored on the held-out clips of all three:
+# K's are the left-out numbers, the other two's the in-kind ones. Rows: the model, flow extrapolation, copy-last
+# (and the VAE rows evaluate.py adds); PSNR, SSIM and moving-region PSNR per task and overall (docs/learning.md,
+# "Transfer to kinds never seen"). About 15 minutes a fold on a 2-core CPU.
+#   bash benchmarks/transfer.sh [SEED]        (outputs in transfer_out/seed-SEED; the table in table.md)
+#   KINDS="easy hard physics"   the kinds (at least two)
+#   TRAIN_CLIPS=300 VAL_CLIPS=96   clips per kind (split evenly over its tasks: 3 for easy and hard, 5 for physics)
+#   STEPS, VAE_STEPS, LEARNING_RATE, ...   passed on to learn_synthetic.sh (its defaults)
+#   PYTHON=python3   the interpreter; OUT=DIR the output root
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEED="${1:-0}"
+OUT="${OUT:-transfer_out}/seed-$SEED"
+KINDS="${KINDS:-easy hard physics}"
+TRAIN_CLIPS="${TRAIN_CLIPS:-300}"
+VAL_CLIPS="${VAL_CLIPS:-96}"
+python="${PYTHON:-.venv/bin/python}"
+read -r -a kinds <<< "$KINDS"
+[ "${#kinds[@]}" -ge 2 ] || { echo "error: KINDS=$KINDS: name at least two of easy, hard, physics" >&2; exit 2; }
+entries=(kinds table.md table.json)
+for kind in "${kinds[@]}"; do
+    case "$kind" in easy|hard|physics) ;; *) echo "error: KINDS: unknown kind $kind (easy, hard, physics)" >&2; exit 2 ;; esac
+    entries+=("without-$kind")
+done
+"$python" benchmarks/start_output.py transfer.sh "$OUT" "${entries[@]}" || exit 2
+started=$SECONDS
+stage() { echo "[$((SECONDS - started))s] $*"; }
+
+mkdir "$OUT/kinds"
+for kind in "${kinds[@]}"; do
+    case "$kind" in easy) flag= tasks=3 ;; hard) flag=--hard tasks=3 ;; physics) flag=--physics tasks=5 ;; esac
+    stage "clips of kind $kind ($((TRAIN_CLIPS / tasks)) + $((VAL_CLIPS / tasks)) held-out per task, 64x64)"
+    "$python" create_mini_data.py --synthetic $flag --videos-per-task $((TRAIN_CLIPS / tasks)) \
+        --val-videos-per-task $((VAL_CLIPS / tasks)) --size 64 --seed "$SEED" --output-dir "$OUT/kinds/$kind" \
+        > "$OUT/kinds/$kind.log" 2>&1 || { tail -3 "$OUT/kinds/$kind.log" >&2; exit 2; }
+done
+
+for left_out in "${kinds[@]}"; do
+    fold="$OUT/without-$left_out"
+    mkdir -p "$fold"
+    sources=()
+    for kind in "${kinds[@]}"; do [ "$kind" = "$left_out" ] || sources+=("$kind=$OUT/kinds/$kind"); done
+    stage "fold without $left_out: training on ${sources[*]%%=*}"
+    "$python" benchmarks/transfer_kinds.py merge "$fold/raw" "${sources[@]}" > "$fold/merge.log"
+    # The chain of learn_synthetic.sh on the merged clips; its evaluation is the in-kind one.
+    OUT="$fold" RAW_DATA="$fold/raw" PYTHON="$python" bash benchmarks/learn_synthetic.sh "$SEED" | sed 's/^/    /'
+    stage "fold without $left_out: scoring the held-out clips of $left_out"
+    "$python" evaluate.py --model "$fold/seed-$SEED/model" --data "$OUT/kinds/$left_out" --sampler ddim --seed "$SEED" \
+        --output-dir "$fold/held-out" --save-predictions "$fold/held-out/predictions" > "$fold/held-out.log" 2>&1 \
+        || { tail -3 "$fold/held-out.log" >&2; exit 2; }
+done
+"$python" benchmarks/transfer_kinds.py table "$OUT" | tee "$OUT/table.md"
+stage "done: $OUT/table.md; each fold's strips in without-KIND/held-out/grid.png"
