@@ -10,10 +10,14 @@ every row's prediction as PNG, and prints a markdown table. With --horizon K
 (a raw data root whose clips have at least 20 + K frames) it rolls out K
 frames from the first 20 of each clip's last 20 + K and scores every step for
 the model, flow extrapolation and copy-last: metrics.json / metrics.csv with a
-horizon field, and horizon.png. Sampling settings default to the ones saved
+horizon field, and horizon.png. With --calibrate-fallback M1,M2,... it
+scores the model at each fallback margin instead (held-out clips of the kinds
+it was trained on), writes calibration.json and prints the margin it chooses
+(ip2p/evaluation/calibration.py). Sampling settings default to the ones saved
 with the model at training time.
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -32,6 +36,9 @@ def parse_args(argv):
                         help="sampler: the model's saved one, deterministic DDIM, or stochastic Euler ancestral")
     parser.add_argument("--horizon", type=int, default=None, metavar="K",
                         help="score a K-frame rollout step by step instead (raw clips of at least 20 + K frames)")
+    parser.add_argument("--calibrate-fallback", type=margin_list, default=None, metavar="M1,M2,...",
+                        help="score the model at each of these fallback margins (grey levels) against flow "
+                             "extrapolation, write calibration.json and print the margin chosen")
     parser.add_argument("--batch-size", type=at_least(1), default=8, help="clips predicted together")
     parser.add_argument("--max-samples", type=at_least(1), default=None, help="evaluate only the first N samples")
     parser.add_argument("--grid-samples", type=at_least(1), default=8, help="samples shown in grid.png")
@@ -45,7 +52,20 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.horizon is not None and args.horizon < 1:
         parser.error("--horizon must be at least 1")
+    if args.horizon and args.calibrate_fallback:
+        parser.error("--calibrate-fallback scores single next-frame predictions: leave out --horizon")
     return args
+
+
+def margin_list(text: str):
+    """``"0,4,8"`` -> ``[0.0, 4.0, 8.0]``: grey levels, at least 0, no repeats."""
+    try:
+        margins = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give grey levels separated by commas, e.g. 0,4,8,16") from None
+    if any(margin < 0 for margin in margins) or len(set(margins)) != len(margins):
+        raise argparse.ArgumentTypeError(f"{text!r}: margins must be at least 0 and each given once")
+    return margins
 
 
 def in_batches(samples: list, batch_size: int, desc: str, evaluate) -> list:
@@ -59,6 +79,29 @@ def in_batches(samples: list, batch_size: int, desc: str, evaluate) -> list:
             results.extend(evaluate(batch))
             progress.update(len(batch))
     return results
+
+
+def calibrate_fallback(args, pipeline, samples, resolution: int, settings: dict, generator, meta: dict) -> int:
+    import json
+
+    from ip2p.evaluation.calibration import calibration_batch, calibration_table, choose_margin, margin_gains
+    from ip2p.evaluation.scoring import no_nan
+
+    if pipeline.config.motion_prior != "flow" or settings["output_mode"] == "frame":
+        raise UserError(f"{args.model}: a fallback margin needs a model trained with --motion_prior flow and "
+                        "output mode blend or composite")
+    margins = args.calibrate_fallback
+    results = in_batches(samples, args.batch_size, "calibrating", lambda batch: calibration_batch(
+        pipeline, batch, resolution, settings, margins, generator))
+    gains = margin_gains(results, margins)
+    chosen = choose_margin(gains)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    document = {**meta, "chosen_fallback_margin": chosen, "gains_over_flow": {str(m): g for m, g in gains.items()}}
+    (args.output_dir / "calibration.json").write_text(json.dumps(no_nan(document), indent=2) + "\n", encoding="utf-8")
+    print(calibration_table(gains, chosen))
+    print(f"chosen fallback margin: {chosen:g} grey levels (use --fallback-margin {chosen:g}); "
+          f"wrote {args.output_dir}/calibration.json ({len(samples)} clips)")
+    return 0
 
 
 def evaluate_horizon(args, pipeline, resolution: int, settings: dict, generator, meta: dict) -> int:
@@ -101,6 +144,8 @@ def main(argv=None) -> int:
     samples = samples_from_data(args.data, args.split, pipeline.num_frames)[: args.max_samples]
     if not samples:
         raise UserError(f"{args.data} has no samples in split {args.split!r}; choose another --split or --data")
+    if args.calibrate_fallback:
+        return calibrate_fallback(args, pipeline, samples, resolution, settings, generator, meta)
     results = in_batches(samples, args.batch_size, "evaluating", lambda batch: evaluate_batch(
         pipeline, batch, resolution, settings, generator, args.save_predictions))
     summary = summarise(results)

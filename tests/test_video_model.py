@@ -354,6 +354,19 @@ def test_motion_prior_trains_from_the_cache_saves_itself_and_needs_no_flag_later
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| flow_extrapolation |" in done.stdout
     assert json.loads((tmp_path / "eval/metrics.json").read_text())["settings"]["output_mode"] == "blend"  # its default
+    # Calibrating the fallback margin scores each margin against flow on the same clips: at 255 grey levels the
+    # output is flow's own frame, so it gains exactly nothing there.
+    done = run_script("evaluate.py", "--model", tmp_path / "cached", "--data", clips / "processed", "--resolution", 32,
+                      "--num-inference-steps", 1, "--calibrate-fallback", "0,255", "--output-dir", "calibration", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    calibration = json.loads((tmp_path / "calibration/calibration.json").read_text())
+    assert calibration["chosen_fallback_margin"] in (0.0, 255.0) and "chosen fallback margin:" in done.stdout
+    flat = calibration["gains_over_flow"]["255.0"]["overall"]
+    assert abs(flat["psnr"]) < 0.05 and abs(flat["ssim"]) < 1e-3, flat
+    assert calibration["gains_over_flow"]["0.0"]["overall"]["psnr"] != flat["psnr"]
+    done = run_script("evaluate.py", "--model", tmp_path / "cached", "--data", clips / "processed", "--calibrate-fallback",
+                      "4,-1", cwd=tmp_path)
+    assert done.returncode == 2 and "margins must be at least 0" in done.stderr and "Traceback" not in done.stderr
 
     # Composite output starts from the flow-warped frame; blend from the base the prediction agrees with, the
     # flow-warped frame or the last one moved with the camera. A stand-in sampler predicts the latter (the condition
@@ -375,6 +388,16 @@ def test_motion_prior_trains_from_the_cache_saves_itself_and_needs_no_flag_later
     np.testing.assert_allclose(kept["composite"], flow, atol=1 / 255)
     assert (kept["blend"] >= np.minimum(still, flow) - 1 / 255).all() and (kept["blend"] <= np.maximum(still, flow) + 1 / 255).all()
     assert np.abs(kept["blend"] - still).mean() < 0.25 * np.abs(still - flow).mean()  # mostly the still base, as predicted
+    # A fallback margin keeps flow's frame where the model corrects it by less: above every correction, flow's
+    # frame everywhere; 0 changes nothing. Both from one sampling pass.
+    settings = pipeline.sampling_settings(output_mode="blend", correction_threshold=0.0, **unguided)
+    free, cautious = pipeline.predict_variants("move it", frames, [0.0, 255.0], output_type="np", settings=settings)
+    np.testing.assert_allclose(free[0], pipeline("move it", frames, output_mode="blend", correction_threshold=0.0,
+                                                 output_type="np", **unguided).images[0], atol=1e-6)
+    np.testing.assert_allclose(cautious[0], flow, atol=1 / 255)
+    assert np.abs(free[0] - flow).mean() > 0.5 * np.abs(still - flow).mean()
+    with pytest.raises(ValueError, match="needs a model trained with --motion_prior flow and output mode blend or composite"):
+        pipeline("move it", frames, output_mode="frame", fallback_margin=4.0)
     # A rollout of several frames keeps the flow-warped base (a blended frame fed back slows the motion).
     rolled = pipeline.rollout("move it", frames, 2, correction_threshold=255, **unguided)
     np.testing.assert_allclose(np.asarray(rolled[0], dtype=np.float32) / 255, flow, atol=1 / 255)

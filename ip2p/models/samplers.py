@@ -41,7 +41,7 @@ def use_sampler(pipeline, name: str) -> None:
 
 
 SAMPLING_FLAGS = ("num_inference_steps", "guidance_scale", "image_guidance_scale", "output_mode", "num_samples_averaged",
-                  "correction_threshold")
+                  "correction_threshold", "fallback_margin")
 
 
 def add_sampling_arguments(parser) -> None:
@@ -61,6 +61,10 @@ def add_sampling_arguments(parser) -> None:
     parser.add_argument("--correction-threshold", type=at_least(0.0, float), default=None, metavar="GREY",
                         help="drop predicted pixel changes from the last (or flow-warped) frame below GREY levels of "
                              f"255, shrink larger ones by it ({saved})")
+    parser.add_argument("--fallback-margin", type=at_least(0.0, float), default=None, metavar="GREY",
+                        help="keep the flow-warped frame wherever the model corrects it by less than GREY levels of "
+                             "255 (flow prior only; 0: off; evaluate.py --calibrate-fallback chooses one; "
+                             f"{saved})")
 
 
 def chosen_settings(pipeline, args) -> dict:

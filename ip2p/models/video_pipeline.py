@@ -14,7 +14,10 @@ first) it returns the predicted next frame, in four steps:
    values) or ``blend`` (per pixel, the composite on the flow-warped frame or on
    the last frame moved with the camera, whichever the prediction agrees
    with); then ``soft_threshold_change`` drops changes under
-   ``correction_threshold`` grey levels.
+   ``correction_threshold`` grey levels, and with a ``fallback_margin``
+   (flow prior only) ``fall_back_to_flow`` keeps the flow-warped frame
+   wherever the model's correction to it is under that many grey levels:
+   where the model cannot tell that flow is wrong, the output is flow's.
 Why each step, with measurements: docs/training.md, docs/learning.md.
 """
 
@@ -53,7 +56,8 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, prediction_target: str = "frame",
                  residual_scale: float = 1.0, motion_prior: str = "none", default_inference_steps: int = 20,
                  default_guidance_scale: float = 7.5, default_image_guidance_scale: float = 1.5,
-                 default_samples_averaged: int = 1, default_correction_threshold: float = 0.0):
+                 default_samples_averaged: int = 1, default_correction_threshold: float = 0.0,
+                 default_fallback_margin: float = 0.0):
         super().__init__()
         if prediction_target not in ("frame", "residual"):
             raise ValueError(f"prediction_target must be 'frame' or 'residual', got {prediction_target!r}")
@@ -66,7 +70,8 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
                                 default_guidance_scale=float(default_guidance_scale),
                                 default_image_guidance_scale=float(default_image_guidance_scale),
                                 default_samples_averaged=int(default_samples_averaged),
-                                default_correction_threshold=float(default_correction_threshold))
+                                default_correction_threshold=float(default_correction_threshold),
+                                default_fallback_margin=float(default_fallback_margin))
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
@@ -100,13 +105,18 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         saved = dict(num_inference_steps=config.default_inference_steps, guidance_scale=config.default_guidance_scale,
                      image_guidance_scale=config.default_image_guidance_scale,
                      num_samples_averaged=config.default_samples_averaged, output_mode=self.default_output_mode,
-                     correction_threshold=config.default_correction_threshold)
+                     correction_threshold=config.default_correction_threshold,
+                     fallback_margin=config.default_fallback_margin)
         unknown = set(given) - set(saved)
         if unknown:
             raise TypeError(f"unknown sampling setting(s): {sorted(unknown)}")
         settings = {key: given[key] if given.get(key) is not None else value for key, value in saved.items()}
         if settings["output_mode"] not in OUTPUT_MODES:
             raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {settings['output_mode']!r}")
+        if settings["fallback_margin"] > 0 and (config.motion_prior != "flow" or settings["output_mode"] == "frame"):
+            raise ValueError("a fallback margin keeps the flow-warped frame where the model's correction to it is "
+                             "small: it needs a model trained with --motion_prior flow and output mode blend or "
+                             "composite")
         if settings["output_mode"] == "blend" and config.motion_prior != "flow":
             raise ValueError("output mode 'blend' chooses between the flow-warped and the last frame: it needs a model "
                              "trained with --motion_prior flow; use 'composite'")
@@ -146,7 +156,8 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
                  num_inference_steps: Optional[int] = None, guidance_scale: Optional[float] = None,
                  image_guidance_scale: Optional[float] = None, generator: Optional[torch.Generator] = None,
                  output_type: str = "pil", output_mode: Optional[str] = None, num_samples_averaged: Optional[int] = None,
-                 correction_threshold: Optional[float] = None, return_dict: bool = True) -> Union[ImagePipelineOutput, tuple]:
+                 correction_threshold: Optional[float] = None, fallback_margin: Optional[float] = None,
+                 return_dict: bool = True) -> Union[ImagePipelineOutput, tuple]:
         """One clip (an instruction and its frames) or a batch (lists of both).
         Settings left at None take the defaults saved with the model
         (``sampling_settings``; output_mode: ``default_output_mode``).
@@ -156,17 +167,36 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         sample, at the cost of detail where the future is uncertain."""
         settings = self.sampling_settings(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                                           image_guidance_scale=image_guidance_scale, output_mode=output_mode,
-                                          num_samples_averaged=num_samples_averaged, correction_threshold=correction_threshold)
+                                          num_samples_averaged=num_samples_averaged, correction_threshold=correction_threshold,
+                                          fallback_margin=fallback_margin)
+        images = self.predict_variants(prompt, frames, [settings["fallback_margin"]], generator, output_type,
+                                       settings)[0]
+        return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+    @torch.no_grad()
+    def predict_variants(self, prompt, frames, fallback_margins: List[float], generator=None, output_type: str = "pil",
+                         settings: Optional[dict] = None) -> list:
+        """One prediction per fallback margin, from one sampling pass (the margin acts only after sampling):
+        what choosing a margin scores (``ip2p.evaluation.calibration``). ``settings``: ``sampling_settings``'s."""
+        settings = settings or self.sampling_settings()
         prompts, clips = self.check_inputs(prompt, frames, settings)
         condition = self.encode_condition(clips, settings["output_mode"])
         latents = self.sample(prompts, condition, settings, generator)
-        image, base = self.compose(latents, condition, settings["output_mode"])
+        image, base, correction = self.compose(latents, condition, settings["output_mode"])
         # The change is measured on the image as it will be shown: a decoded value beyond [-1, 1] would
         # otherwise count as a change larger than any threshold (255 grey levels = 2 units here).
         image = soft_threshold_change(image.clamp(-1, 1), base, settings["correction_threshold"] * 2 / 255)
-        images = self.image_processor.postprocess(image, output_type=output_type)
+        variants = []
+        for margin in fallback_margins:
+            if margin < 0:
+                raise ValueError(f"fallback_margin must be at least 0, got {margin}")
+            if margin > 0 and correction is None:
+                raise ValueError("a fallback margin needs the flow prior's base (output mode blend or composite)")
+            final = image if margin <= 0 else fall_back_to_flow(image, condition.pixels[:, -1], correction, margin * 2 / 255,
+                                                                BLEND_SOFTNESS * 2 / 255)
+            variants.append(self.image_processor.postprocess(final, output_type=output_type))
         self.maybe_free_model_hooks()
-        return ImagePipelineOutput(images=images) if return_dict else (images,)
+        return variants
 
     def check_inputs(self, prompt, frames, settings: dict):
         """(prompts, clips) as lists of one entry per clip; a wrong count, size or setting is a ValueError."""
@@ -224,19 +254,25 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         return self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
 
     def compose(self, latents: torch.Tensor, condition: Condition, output_mode: str):
-        """(image, base) in [-1, 1] units: the decoded prediction (``frame``); the base frame plus the decoded
-        change (``composite``); or the two composites blended per pixel (``blend``)."""
+        """(image, base, correction) in [-1, 1] units: the decoded prediction (``frame``); the base frame plus
+        the decoded change (``composite``); or the two composites blended per pixel (``blend``). ``correction``
+        is the size of the decoded change from the base over each pixel's neighbourhood (``change_size``) where
+        the base is the flow-warped frame (composite and blend with the flow prior), else None."""
         image, base = self.decode(latents), condition.pixels[:, -1]
+        window = 2 * self.vae_scale_factor - 1
+        if output_mode == "frame":
+            return image, base, None
+        change = image - self.decode(self.base_latent(condition))
+        correction = change_size(change, window) if self.config.motion_prior == "flow" else None
         if output_mode == "composite":
-            image = base + image - self.decode(self.base_latent(condition))
-        elif output_mode == "blend":  # base: the flow-warped frame; the other: the last one moved with the camera
-            still = self.image_processor.preprocess(condition.stills).to(self._execution_device, dtype=self.vae.dtype)
-            still_latent = latent_modes(encode_moments(self.vae, still[:, None])[:, 0]).to(self.vae.dtype)
-            still_latent = still_latent * self.vae.config.scaling_factor
-            base, image = blend_composites(base, image - self.decode(self.base_latent(condition)), still,
-                                           image - self.decode(still_latent),
-                                           window=2 * self.vae_scale_factor - 1, softness=BLEND_SOFTNESS * 2 / 255)
-        return image, base
+            return base + change, base, correction
+        # blend: base is the flow-warped frame; the other one is the last frame moved with the camera
+        still = self.image_processor.preprocess(condition.stills).to(self._execution_device, dtype=self.vae.dtype)
+        still_latent = latent_modes(encode_moments(self.vae, still[:, None])[:, 0]).to(self.vae.dtype)
+        still_latent = still_latent * self.vae.config.scaling_factor
+        base, image = blend_composites(base, change, still, image - self.decode(still_latent), window=window,
+                                       softness=BLEND_SOFTNESS * 2 / 255)
+        return image, base, correction
 
     def denoise(self, text, condition, num_inference_steps, guidance_scale, image_guidance_scale, guided, generator):
         """Run the sampler from noise; returns the final (scaled) latents."""
@@ -266,13 +302,24 @@ def blend_composites(first: torch.Tensor, first_change: torch.Tensor, second: to
     change's size is its largest over the channels averaged over a ``window``
     x ``window`` neighbourhood (odd): the base that needs the smaller
     correction there wins. ``base`` is the same blend of the two bases."""
-    def size(change):
-        largest = change.abs().amax(dim=1, keepdim=True)
-        return F.avg_pool2d(largest, window, stride=1, padding=window // 2, count_include_pad=False)
-
-    weight = torch.sigmoid((size(second_change) - size(first_change)) / softness)
+    weight = torch.sigmoid((change_size(second_change, window) - change_size(first_change, window)) / softness)
     base = weight * first + (1 - weight) * second
     return base, base + weight * first_change + (1 - weight) * second_change
+
+
+def change_size(change: torch.Tensor, window: int) -> torch.Tensor:
+    """Each pixel's largest change over the channels, averaged over a ``window`` x ``window`` neighbourhood."""
+    largest = change.abs().amax(dim=1, keepdim=True)
+    return F.avg_pool2d(largest, window, stride=1, padding=window // 2, count_include_pad=False)
+
+
+def fall_back_to_flow(image: torch.Tensor, flow: torch.Tensor, correction: torch.Tensor, margin: float,
+                      softness: float) -> torch.Tensor:
+    """``image`` where the model's ``correction`` to the flow-warped frame (``change_size``) clearly exceeds
+    ``margin``, ``flow`` where it is clearly under it, a sigmoid over ``softness`` between (all in [-1, 1]
+    units): where the model cannot tell that flow is wrong, the output is flow's."""
+    trust = torch.sigmoid((correction - margin) / softness)
+    return flow + trust * (image - flow)
 
 
 def soft_threshold_change(image: torch.Tensor, base: torch.Tensor, threshold: float) -> torch.Tensor:
