@@ -96,7 +96,8 @@ def calibrate_fallback(args, pipeline, samples, resolution: int, settings: dict,
     gains = margin_gains(results, margins)
     chosen = choose_margin(gains)
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    document = {**meta, "chosen_fallback_margin": chosen, "gains_over_flow": {str(m): g for m, g in gains.items()}}
+    document = {**meta, "chosen_fallback_margin": chosen, "gains_over_flow": {str(m): g for m, g in gains.items()},
+                "samples": results}
     (args.output_dir / "calibration.json").write_text(json.dumps(no_nan(document), indent=2) + "\n", encoding="utf-8")
     print(calibration_table(gains, chosen))
     print(f"chosen fallback margin: {chosen:g} grey levels (use --fallback-margin {chosen:g}); "

@@ -7,8 +7,10 @@ trained on, from one sampling pass per batch (the margin acts after
 sampling), against flow extrapolation on the same clips; ``choose_margin``
 then takes the margin with the highest whole-frame PSNR gain over flow among
 those that are nowhere behind flow, per task type, on any of the three
-metrics (PSNR, SSIM, moving-region PSNR). If none is, it takes the one whose
-worst shortfall is smallest. Ties go to the larger margin (closer to flow).
+metrics (PSNR, SSIM, moving-region PSNR), by more than ``TOLERANCE`` (0.05 dB,
+or 0.0005 SSIM: less than a few dozen clips per task resolve). If none is, it
+takes the one whose worst shortfall is smallest. Ties go to the larger margin
+(closer to flow).
 What it chose, and what that did on kinds never seen: docs/learning.md,
 "Transfer to kinds never seen".
 """
@@ -22,6 +24,8 @@ from ..shared.metrics import image_metrics
 from ..shared.motion import flow_extrapolate
 from .samples import EvalSample
 from .scoring import METRICS, defined_mean
+
+TOLERANCE = 0.05  # dB (SSIM in hundredths): a shortfall this small counts as level with flow
 
 
 def calibration_batch(pipeline, batch: List[EvalSample], resolution: int, settings: dict, margins: Sequence[float],
@@ -67,9 +71,9 @@ def shortfall(by_group: Dict[str, Dict[str, float]]) -> float:
 
 
 def choose_margin(gains: Dict[float, Dict[str, Dict[str, float]]]) -> float:
-    """The margin with the highest overall PSNR gain among those nowhere behind flow; else the smallest
-    shortfall; ties to the larger margin."""
-    safe = [margin for margin, by_group in gains.items() if shortfall(by_group) == 0]
+    """The margin with the highest overall PSNR gain among those nowhere behind flow by more than
+    ``TOLERANCE``; else the smallest shortfall; ties to the larger margin."""
+    safe = [margin for margin, by_group in gains.items() if shortfall(by_group) <= TOLERANCE]
     if safe:
         return max(safe, key=lambda margin: (gains[margin]["overall"]["psnr"], margin))
     return min(gains, key=lambda margin: (shortfall(gains[margin]), -margin))
