@@ -3,13 +3,18 @@
 # Three kinds of generated clips: easy (flat shapes, still camera, PNG), hard (textures, a drifting camera, JPEG)
 # and physics (rigid bodies simulated by pybullet, an orbiting camera, shadows, JPEG). For each kind K, the chain
 # of learn_synthetic.sh (VAE fitted on the training frames, 20-frame model, one DDIM step, the same settings for
-# every fold) is trained on the other two kinds' training clips and scored on the held-out clips of all three:
-# K's are the left-out numbers, the other two's the in-kind ones. Rows: the model, flow extrapolation, copy-last
-# (and the VAE rows evaluate.py adds); PSNR, SSIM and moving-region PSNR per task and overall (docs/learning.md,
-# "Transfer to kinds never seen"). About 15 minutes a fold on a 2-core CPU.
+# every fold) is trained on the other two kinds' training clips. Its fallback margin (evaluate.py
+# --calibrate-fallback: where the model corrects flow by less, the output is flow's) is chosen on the held-out
+# clips of those two kinds (the in-kind numbers); then K's held-out clips are scored with it (the left-out
+# numbers), every margin is scored there too (reported, not used), and K's longer clips are rolled out 4 frames.
+# Rows: the model, flow extrapolation, copy-last (and the VAE rows evaluate.py adds); PSNR, SSIM and
+# moving-region PSNR per task and overall (docs/learning.md, "Transfer to kinds never seen"). About 13 minutes
+# a fold on a 2-core CPU.
 #   bash benchmarks/transfer.sh [SEED]        (outputs in transfer_out/seed-SEED; the table in table.md)
 #   KINDS="easy hard physics"   the kinds (at least two)
-#   TRAIN_CLIPS=300 VAL_CLIPS=96   clips per kind (split evenly over its tasks: 3 for easy and hard, 5 for physics)
+#   TRAIN_CLIPS=300 VAL_CLIPS=96 LONG_CLIPS=30   clips per kind (split evenly over its tasks: 3 for easy and
+#                        hard, 5 for physics); LONG_CLIPS: held-out clips of 24 frames for the rollouts
+#   MARGINS=0,2,4,8,12,16,24,32   the fallback margins (grey levels) the calibration chooses from
 #   STEPS, VAE_STEPS, LEARNING_RATE, ...   passed on to learn_synthetic.sh (its defaults)
 #   PYTHON=python3   the interpreter; OUT=DIR the output root
 set -euo pipefail
@@ -19,10 +24,13 @@ OUT="${OUT:-transfer_out}/seed-$SEED"
 KINDS="${KINDS:-easy hard physics}"
 TRAIN_CLIPS="${TRAIN_CLIPS:-300}"
 VAL_CLIPS="${VAL_CLIPS:-96}"
+LONG_CLIPS="${LONG_CLIPS:-30}"
+MARGINS="${MARGINS:-0,2,4,8,12,16,24,32}"
+HORIZON=4
 python="${PYTHON:-.venv/bin/python}"
 read -r -a kinds <<< "$KINDS"
 [ "${#kinds[@]}" -ge 2 ] || { echo "error: KINDS=$KINDS: name at least two of easy, hard, physics" >&2; exit 2; }
-entries=(kinds table.md table.json)
+entries=(kinds kinds-long table.md table.json)
 for kind in "${kinds[@]}"; do
     case "$kind" in easy|hard|physics) ;; *) echo "error: KINDS: unknown kind $kind (easy, hard, physics)" >&2; exit 2 ;; esac
     entries+=("without-$kind")
@@ -31,14 +39,21 @@ done
 started=$SECONDS
 stage() { echo "[$((SECONDS - started))s] $*"; }
 
-mkdir "$OUT/kinds"
+mkdir "$OUT/kinds" "$OUT/kinds-long"
 for kind in "${kinds[@]}"; do
     case "$kind" in easy) flag= tasks=3 ;; hard) flag=--hard tasks=3 ;; physics) flag=--physics tasks=5 ;; esac
     stage "clips of kind $kind ($((TRAIN_CLIPS / tasks)) + $((VAL_CLIPS / tasks)) held-out per task, 64x64)"
     "$python" create_mini_data.py --synthetic $flag --videos-per-task $((TRAIN_CLIPS / tasks)) \
         --val-videos-per-task $((VAL_CLIPS / tasks)) --size 64 --seed "$SEED" --output-dir "$OUT/kinds/$kind" \
         > "$OUT/kinds/$kind.log" 2>&1 || { tail -3 "$OUT/kinds/$kind.log" >&2; exit 2; }
+    # New clips (another seed) of 20 + HORIZON frames, held-out only, for the rollouts.
+    "$python" create_mini_data.py --synthetic $flag --num-frames $((20 + HORIZON)) --videos-per-task 0 \
+        --val-videos-per-task $((LONG_CLIPS / tasks)) --size 64 --seed $((SEED + 100)) \
+        --output-dir "$OUT/kinds-long/$kind" > "$OUT/kinds-long/$kind.log" 2>&1 \
+        || { tail -3 "$OUT/kinds-long/$kind.log" >&2; exit 2; }
 done
+# evaluate.py into FOLDER with LOG, its last lines on failure.
+score() { local log="$1"; shift; "$python" evaluate.py --sampler ddim --seed "$SEED" "$@" > "$log" 2>&1 || { tail -3 "$log" >&2; exit 2; }; }
 
 for left_out in "${kinds[@]}"; do
     fold="$OUT/without-$left_out"
@@ -48,11 +63,21 @@ for left_out in "${kinds[@]}"; do
     stage "fold without $left_out: training on ${sources[*]%%=*}"
     "$python" benchmarks/transfer_kinds.py merge "$fold/raw" "${sources[@]}" > "$fold/merge.log"
     # The chain of learn_synthetic.sh on the merged clips; its evaluation is the in-kind one.
-    OUT="$fold" RAW_DATA="$fold/raw" PYTHON="$python" bash benchmarks/learn_synthetic.sh "$SEED" | sed 's/^/    /'
-    stage "fold without $left_out: scoring the held-out clips of $left_out"
-    "$python" evaluate.py --model "$fold/seed-$SEED/model" --data "$OUT/kinds/$left_out" --sampler ddim --seed "$SEED" \
-        --output-dir "$fold/held-out" --save-predictions "$fold/held-out/predictions" > "$fold/held-out.log" 2>&1 \
-        || { tail -3 "$fold/held-out.log" >&2; exit 2; }
+    OUT="$fold" RAW_DATA="$fold/raw" PYTHON="$python" bash benchmarks/learn_synthetic.sh "$SEED" | sed -u 's/^/    /'
+    model="$fold/seed-$SEED/model"
+    stage "fold without $left_out: choosing the fallback margin on the held-out clips of ${sources[*]%%=*}"
+    score "$fold/calibration.log" --model "$model" --data "$fold/seed-$SEED/processed" --calibrate-fallback "$MARGINS" \
+        --output-dir "$fold/calibration"
+    margin=$("$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["chosen_fallback_margin"])' \
+        "$fold/calibration/calibration.json")
+    stage "fold without $left_out: scoring the held-out clips of $left_out (fallback margin $margin)"
+    score "$fold/held-out.log" --model "$model" --data "$OUT/kinds/$left_out" --fallback-margin "$margin" \
+        --output-dir "$fold/held-out" --save-predictions "$fold/held-out/predictions"
+    score "$fold/held-out-sweep.log" --model "$model" --data "$OUT/kinds/$left_out" --calibrate-fallback "$MARGINS" \
+        --output-dir "$fold/held-out-sweep"
+    stage "fold without $left_out: rolling out $HORIZON frames on longer clips of $left_out"
+    score "$fold/horizon.log" --model "$model" --data "$OUT/kinds-long/$left_out" --horizon "$HORIZON" \
+        --fallback-margin "$margin" --output-dir "$fold/horizon"
 done
 "$python" benchmarks/transfer_kinds.py table "$OUT" | tee "$OUT/table.md"
-stage "done: $OUT/table.md; each fold's strips in without-KIND/held-out/grid.png"
+stage "done: $OUT/table.md; each fold's strips in without-KIND/held-out/grid.png, rollouts in without-KIND/horizon"

@@ -27,7 +27,8 @@ from typing import Dict, List
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ip2p.evaluation.scoring import summarise  # noqa: E402
+from ip2p.evaluation.calibration import margin_gains  # noqa: E402
+from ip2p.evaluation.scoring import METRICS, summarise  # noqa: E402
 from ip2p.shared.cli import UserError, run_main  # noqa: E402
 
 ROWS = {"model": "model", "flow_extrapolation": "flow extrapolation", "copy_last": "copy-last"}
@@ -63,68 +64,99 @@ def merge(output: Path, roots: Dict[str, Path]) -> int:
     return 0
 
 
-def read_samples(metrics: Path) -> List[dict]:
-    """evaluate.py's per-sample scores, an undefined one (written as null: nothing moved) back to NaN."""
-    samples = json.loads(metrics.read_text(encoding="utf-8"))["samples"]
-    return [{key: float("nan") if value is None else value for key, value in sample.items()} for sample in samples]
+def no_nulls(value):
+    """JSON's null (an undefined metric: nothing moved) back to NaN, in nested dicts and lists."""
+    if value is None:
+        return float("nan")
+    if isinstance(value, dict):
+        return {key: no_nulls(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [no_nulls(item) for item in value]
+    return value
 
 
-def samples_by_kind(run: Path, left_out: str) -> Dict[str, List[dict]]:
-    """{kind: per-sample scores} of the model trained without ``left_out``: its own held-out kind, and the
-    held-out clips of the kinds it was trained on (task types un-prefixed)."""
-    fold = run / f"without-{left_out}"
-    held_out = fold / "held-out" / "metrics.json"
-    in_kind = sorted(fold.glob("seed-*/eval/metrics.json"))
-    if not held_out.is_file() or len(in_kind) != 1:
-        raise UserError(f"{fold} lacks held-out/metrics.json or seed-*/eval/metrics.json: did that fold finish?")
-    kinds = {left_out: read_samples(held_out)}
-    for sample in read_samples(in_kind[0]):
-        kind, task = sample["task_type"].split(SEPARATOR, 1)
-        kinds.setdefault(kind, []).append({**sample, "task_type": task})
-    return kinds
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"{path} is missing: did that fold of transfer.sh finish?")
+    return no_nulls(json.loads(path.read_text(encoding="utf-8")))
 
 
-def metric_cells(group: dict) -> str:
-    return " / ".join(f"{group[m]:.{4 if m == 'ssim' else 2}f}" if not math.isnan(group[m]) else "n/a"
-                      for m in ("psnr", "ssim", "moving_psnr"))
+def by_kind(samples: List[dict]) -> List[dict]:
+    """Merged-set samples (task types KIND-TASK) grouped by kind instead of task."""
+    return [{**sample, "task_type": sample["task_type"].split(SEPARATOR, 1)[0]} for sample in samples]
 
 
-def differences(summary: dict, group: str) -> str:
-    model, flow = summary["model"][group], summary["flow_extrapolation"][group]
-    return " / ".join(f"{model[m] - flow[m]:+.{4 if m == 'ssim' else 2}f}" for m in ("psnr", "ssim", "moving_psnr"))
+def cells(values: dict, signed: bool = False) -> str:
+    sign = "+" if signed else ""
+    return " / ".join("n/a" if math.isnan(values[m]) else f"{values[m]:{sign}.{4 if m == 'ssim' else 2}f}" for m in METRICS)
+
+
+def gap(summary: dict, group: str) -> dict:
+    return {m: summary["model"][group][m] - summary["flow_extrapolation"][group][m] for m in METRICS}
+
+
+class Fold:
+    """What transfer.sh wrote for one left-out kind: the margin chosen on the training kinds' held-out clips
+    (calibration/), the left-out kind scored with it (held-out/), the sweep of every margin there
+    (held-out-sweep/) and the rollouts (horizon/)."""
+
+    def __init__(self, run: Path, left_out: str):
+        folder = run / f"without-{left_out}"
+        calibration = read_json(folder / "calibration" / "calibration.json")
+        self.margin = calibration["chosen_fallback_margin"]
+        self.margins = list(calibration["gains_over_flow"])
+        self.in_kind = margin_gains(by_kind(calibration["samples"]), [self.margins[0], str(self.margin)])
+        self.summary = summarise(read_json(folder / "held-out" / "metrics.json")["samples"])
+        self.sweep = read_json(folder / "held-out-sweep" / "calibration.json")["gains_over_flow"]
+        self.horizon = read_json(folder / "horizon" / "metrics.json")["horizon"]
 
 
 def table(run: Path) -> int:
     kinds = sorted(p.name[len("without-"):] for p in run.glob("without-*") if p.is_dir())
     if not kinds:
         raise UserError(f"{run} holds no without-KIND folder: run benchmarks/transfer.sh first")
-    folds = {left_out: {kind: summarise(samples) for kind, samples in samples_by_kind(run, left_out).items()}
-             for left_out in kinds}
-    lines = ["Overall PSNR / SSIM / moving-region PSNR on each kind's held-out clips. *Left out*: the model never saw "
-             "that kind; *in kind*: a model trained on it (with one other kind), on the same clips.", "",
-             "| kind | clips | model, left out | flow extrapolation | copy-last | model − flow, left out "
-             "| model − flow, in kind |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for kind in kinds:
-        summary = folds[kind][kind]
-        in_kind = "; ".join(f"{differences(folds[other][kind], 'overall')} (without {other})"
-                            for other in kinds if other != kind and kind in folds[other])
-        lines.append(f"| {kind} | {summary['model']['overall']['count']} | {metric_cells(summary['model']['overall'])} "
-                     f"| {metric_cells(summary['flow_extrapolation']['overall'])} "
-                     f"| {metric_cells(summary['copy_last']['overall'])} | **{differences(summary, 'overall')}** "
-                     f"| {in_kind} |")
-    for kind in kinds:
-        summary = folds[kind][kind]
-        groups = [g for g in summary["model"] if g != "overall"] + ["overall"]
-        lines += ["", f"Left out: **{kind}** (trained on {', '.join(k for k in kinds if k != kind)}); "
-                  "PSNR / SSIM / moving-region PSNR per task:", "",
+    folds = {kind: Fold(run, kind) for kind in kinds}
+    lines = ["PSNR / SSIM / moving-region PSNR on each kind's held-out clips. *Left out*: the model never saw that "
+             "kind; its fallback margin was chosen on the held-out clips of the two kinds it was trained on (*in "
+             "kind*, the model − flow figures at that margin). *No fallback*: the same model at margin 0.", "",
+             "| kind left out | clips | margin | model | flow extrapolation | copy-last | model − flow "
+             "| model − flow, no fallback | model − flow, in kind |", "|" + " --- |" * 9]
+    for kind, fold in folds.items():
+        overall = fold.summary
+        in_kind = "; ".join(f"{cells(folds[other].in_kind[str(folds[other].margin)][kind], True)} (without {other})"
+                            for other in kinds if other != kind and kind in folds[other].in_kind[str(folds[other].margin)])
+        lines.append(f"| {kind} | {overall['model']['overall']['count']} | {fold.margin:g} "
+                     f"| {cells(overall['model']['overall'])} | {cells(overall['flow_extrapolation']['overall'])} "
+                     f"| {cells(overall['copy_last']['overall'])} | **{cells(gap(overall, 'overall'), True)}** "
+                     f"| {cells(fold.sweep[fold.margins[0]]['overall'], True)} | {in_kind} |")
+    for kind, fold in folds.items():
+        groups = [g for g in fold.summary["model"] if g != "overall"] + ["overall"]
+        lines += ["", f"Left out: **{kind}** (trained on {', '.join(k for k in kinds if k != kind)}; margin "
+                  f"{fold.margin:g}); PSNR / SSIM / moving-region PSNR per task:", "",
                   "| row | " + " | ".join(groups) + " |", "|" + " --- |" * (len(groups) + 1)]
         for row, name in ROWS.items():
-            lines.append(f"| {name} | " + " | ".join(metric_cells(summary[row][g]) for g in groups) + " |")
-        lines.append("| model − flow | " + " | ".join(differences(summary, g) for g in groups) + " |")
+            lines.append(f"| {name} | " + " | ".join(cells(fold.summary[row][g]) for g in groups) + " |")
+        lines.append("| model − flow | " + " | ".join(cells(gap(fold.summary, g), True) for g in groups) + " |")
+        lines.append("| model − flow, no fallback | " + " | ".join(
+            cells(fold.sweep[fold.margins[0]][g], True) for g in groups) + " |")
+    margins = folds[kinds[0]].margins
+    lines += ["", "Overall PSNR of model − flow on the left-out kind at every margin (the chosen one in bold):", "",
+              "| kind left out | " + " | ".join(f"{float(m):g}" for m in margins) + " |", "|" + " --- |" * (len(margins) + 1)]
+    for kind, fold in folds.items():
+        lines.append(f"| {kind} | " + " | ".join(
+            (f"**{fold.sweep[m]['overall']['psnr']:+.2f}**" if float(m) == fold.margin else f"{fold.sweep[m]['overall']['psnr']:+.2f}")
+            for m in margins) + " |")
+    steps = [entry["step"] for entry in folds[kinds[0]].horizon["model"]]
+    lines += ["", "Rollouts on longer clips of the left-out kind (`evaluate.py --horizon`): PSNR at each step ahead:", "",
+              "| kind left out | row | " + " | ".join(f"t+{s}" for s in steps) + " |", "|" + " --- |" * (len(steps) + 2)]
+    for kind, fold in folds.items():
+        for row, name in ROWS.items():
+            lines.append(f"| {kind} | {name} | " + " | ".join(f"{e['psnr']:.2f}" for e in fold.horizon[row]) + " |")
     text = "\n".join(lines) + "\n"
-    document = {left_out: {kind: {row: summary[row] for row in ROWS} for kind, summary in by_kind.items()}
-                for left_out, by_kind in folds.items()}
-    (run / "table.json").write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")
+    document = {kind: {"margin": fold.margin, "left_out": {row: fold.summary[row] for row in ROWS},
+                       "no_fallback_gain": fold.sweep[fold.margins[0]], "sweep": fold.sweep, "in_kind_gain": fold.in_kind,
+                       "horizon": fold.horizon} for kind, fold in folds.items()}
+    (run / "table.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     print(text, end="")
     return 0
 
