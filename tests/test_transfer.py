@@ -76,30 +76,53 @@ def scored(task_type: str, model: float, flow: float, copy_last: float, moving=N
     return sample
 
 
-def write_metrics(path: Path, samples) -> None:
+def write_json(path: Path, document) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"samples": samples}))
+    path.write_text(json.dumps(document))
+
+
+def calibrated(task_type: str, flow: float, by_margin: dict) -> dict:
+    """A calibration.json sample: flow's PSNR and the model's at each margin (SSIM = PSNR / 100, moving = PSNR - 10)."""
+    scores = lambda psnr: {"psnr": psnr, "ssim": psnr / 100, "moving_psnr": psnr - 10}  # noqa: E731
+    return {"sample": "x", "task_type": task_type, "flow": scores(flow),
+            "margins": {margin: scores(psnr) for margin, psnr in by_margin.items()}}
+
+
+MARGINS = ("0.0", "4.0", "8.0")  # every fold's calibration scores the same margins
+
+
+def write_fold(run: Path, left_out: str, margin: float, held_out: list, in_kind: list, sweep_gain: float) -> None:
+    fold = run / f"without-{left_out}"
+    write_json(fold / "calibration/calibration.json", {
+        "chosen_fallback_margin": margin, "gains_over_flow": dict.fromkeys(MARGINS, {}), "samples": in_kind})
+    write_json(fold / "held-out/metrics.json", {"samples": held_out})
+    gains = {"psnr": sweep_gain, "ssim": 0.0, "moving_psnr": None}
+    write_json(fold / "held-out-sweep/calibration.json", {"gains_over_flow": dict.fromkeys(
+        MARGINS, {"overall": gains, "drop_object": gains, "move_object": gains})})
+    steps = lambda psnr: [{"step": 1, "psnr": psnr}, {"step": 2, "psnr": psnr - 3}]  # noqa: E731
+    write_json(fold / "horizon/metrics.json", {"horizon": {"model": steps(30), "flow_extrapolation": steps(29),
+                                                           "copy_last": steps(25)}})
 
 
 def test_transfer_table_scores_each_kind_left_out_and_in_kind(tmp_path, capsys):
-    # Left out easy: 2 easy clips; in kind: 1 hard clip. Left out hard: 1 hard clip; in kind: 2 easy clips.
-    write_metrics(tmp_path / "without-easy/held-out/metrics.json",
-                  [scored("drop_object", 30, 29, 25, moving=20), scored("move_object", 32, 31, 27, moving=None)])
-    write_metrics(tmp_path / "without-easy/seed-0/eval/metrics.json", [scored("hard-drop_object", 28, 28.5, 24, 18)])
-    write_metrics(tmp_path / "without-hard/held-out/metrics.json", [scored("drop_object", 26, 27, 24, 17)])
-    write_metrics(tmp_path / "without-hard/seed-0/eval/metrics.json",
-                  [scored("easy-drop_object", 33, 29, 25, 22), scored("easy-move_object", 35, 31, 27, 24)])
+    # Left out easy (margin 4): 2 easy clips, model 31 vs flow 30. In kind for hard: the model without easy on a
+    # hard clip at its margin 4: 28.5 vs 28 (+0.50). Left out hard (margin 8): 26 vs 27; in kind for easy: +2.00.
+    write_fold(tmp_path, "easy", 4.0, [scored("drop_object", 30, 29, 25, moving=20), scored("move_object", 32, 31, 27)],
+               [calibrated("hard-drop_object", 28, {"0.0": 27, "4.0": 28.5})], sweep_gain=-1.5)
+    write_fold(tmp_path, "hard", 8.0, [scored("drop_object", 26, 27, 24, 17)],
+               [calibrated("easy-drop_object", 30, {"0.0": 33, "8.0": 32}), calibrated("easy-move_object", 30, {"0.0": 31, "8.0": 32})],
+               sweep_gain=0.25)
     assert transfer_kinds.table(tmp_path) == 0
     text = capsys.readouterr().out
-    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| easy") or line.startswith("| hard")}
-    # easy left out: model 31.00 vs flow 30.00 (+1.00), moving only where defined (20 vs 20 -> +0.00);
-    # easy in kind (the model without hard): 34 vs 30, +4.00.
-    assert "31.00 / 0.3100 / 20.00" in rows["easy"] and "**+1.00 / +0.0100 / +0.00**" in rows["easy"]
-    assert "+4.00 / +0.0400 / +0.00 (without hard)" in rows["easy"]
-    assert "**-1.00 / -0.0100 / +0.00**" in rows["hard"] and "-0.50 / -0.0050 / +0.00 (without easy)" in rows["hard"]
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith(("| easy | 2", "| hard | 1"))}
+    easy, hard = rows["easy"].split(" | "), rows["hard"].split(" | ")
+    assert easy[2] == "4" and easy[3] == "31.00 / 0.3100 / 20.00" and easy[6] == "**+1.00 / +0.0100 / +0.00**"
+    assert easy[7] == "-1.50 / +0.0000 / n/a"  # the same model at margin 0, from the sweep
+    assert easy[8] == "+2.00 / +0.0200 / +2.00 (without hard) |"  # in kind: the model without hard at its margin 8
+    assert hard[2] == "8" and hard[6] == "**-1.00 / -0.0100 / +0.00**" and hard[8] == "+0.50 / +0.0050 / +0.50 (without easy) |"
+    assert "| easy | model | 30.00 | 27.00 |" in text and "| hard | copy-last | 25.00 | 22.00 |" in text
     document = json.loads((tmp_path / "table.json").read_text())
-    assert document["easy"]["hard"]["model"]["overall"]["psnr"] == 28.0  # the in-kind group, un-prefixed
-    assert set(document["hard"]["easy"]["model"]) == {"overall", "drop_object", "move_object"}
-    (tmp_path / "without-hard/held-out/metrics.json").unlink()
-    with pytest.raises(transfer_kinds.UserError, match="without-hard lacks held-out/metrics.json"):
+    assert document["easy"]["left_out"]["model"]["overall"]["psnr"] == 31.0 and document["hard"]["margin"] == 8.0
+    (tmp_path / "without-hard/horizon/metrics.json").unlink()
+    with pytest.raises(transfer_kinds.UserError, match="without-hard/horizon/metrics.json is missing"):
         transfer_kinds.table(tmp_path)
