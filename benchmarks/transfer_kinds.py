@@ -24,11 +24,14 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
+from PIL import Image
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ip2p.evaluation.calibration import margin_gains  # noqa: E402
-from ip2p.evaluation.scoring import METRICS, summarise  # noqa: E402
+from ip2p.evaluation.scoring import METRICS, error_image, prediction_file, summarise  # noqa: E402
+from ip2p.shared.images import make_strip  # noqa: E402
 from ip2p.shared.cli import UserError, run_main  # noqa: E402
 
 ROWS = {"model": "model", "flow_extrapolation": "flow extrapolation", "copy_last": "copy-last"}
@@ -106,9 +109,27 @@ class Fold:
         self.margin = calibration["chosen_fallback_margin"]
         self.margins = list(calibration["gains_over_flow"])
         self.in_kind = margin_gains(by_kind(calibration["samples"]), [self.margins[0], str(self.margin)])
-        self.summary = summarise(read_json(folder / "held-out" / "metrics.json")["samples"])
+        self.samples = read_json(folder / "held-out" / "metrics.json")["samples"]
+        self.summary = summarise(self.samples)
+        self.predictions = folder / "held-out" / "predictions"
         self.sweep = read_json(folder / "held-out-sweep" / "calibration.json")["gains_over_flow"]
         self.horizon = read_json(folder / "horizon" / "metrics.json")["horizon"]
+
+
+def worst_strips(fold: Fold, count: int = 4, size: int = 128):
+    """The ``count`` left-out clips where the model falls furthest behind flow (whole-frame PSNR), one strip
+    each: last observed | flow extrapolation | model | truth | model error x4."""
+    worst = sorted(fold.samples, key=lambda s: s["model_psnr"] - s["flow_extrapolation_psnr"])[:count]
+    strips = []
+    for sample in worst:
+        name = prediction_file(sample["sample"])
+        last, flow, model, truth = (Image.open(fold.predictions / row / name).convert("RGB")
+                                    for row in ("copy_last", "flow_extrapolation", "model", "truth"))
+        strips.append(make_strip([last, flow, model, truth, error_image(model, truth)], size))
+    grid = Image.new("RGB", (strips[0].width, size * len(strips)))
+    for index, strip in enumerate(strips):
+        grid.paste(strip, (0, index * size))
+    return grid, [(s["sample"], s["model_psnr"] - s["flow_extrapolation_psnr"]) for s in worst]
 
 
 def table(run: Path) -> int:
@@ -152,6 +173,12 @@ def table(run: Path) -> int:
     for kind, fold in folds.items():
         for row, name in ROWS.items():
             lines.append(f"| {kind} | {name} | " + " | ".join(f"{e['psnr']:.2f}" for e in fold.horizon[row]) + " |")
+    lines += ["", "The worst left-out clips (model − flow PSNR), strips in worst-KIND.png (last observed | flow | model "
+              "| truth | model error x4):", ""]
+    for kind, fold in folds.items():
+        grid, worst = worst_strips(fold)
+        grid.save(run / f"worst-{kind}.png")
+        lines.append(f"- {kind}: " + ", ".join(f"{sample} {gain:+.2f} dB" for sample, gain in worst))
     text = "\n".join(lines) + "\n"
     document = {kind: {"margin": fold.margin, "left_out": {row: fold.summary[row] for row in ROWS},
                        "no_fallback_gain": fold.sweep[fold.margins[0]], "sweep": fold.sweep, "in_kind_gain": fold.in_kind,

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from conftest import REPO, numbered_clip_root, run_script
+from ip2p.evaluation.scoring import prediction_file
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import transfer_kinds  # noqa: E402
@@ -69,7 +71,7 @@ def test_merge_puts_every_clip_of_each_kind_under_its_kind_and_make_dataset_read
 
 
 def scored(task_type: str, model: float, flow: float, copy_last: float, moving=None) -> dict:
-    sample = {"sample": "x", "task_type": task_type, "instruction": "x"}
+    sample = {"sample": f"val/{task_type}/video_{model}", "task_type": task_type, "instruction": "x"}
     for row, value in (("model", model), ("flow_extrapolation", flow), ("copy_last", copy_last),
                        ("latent_copy_last", 0.0), ("vae_reconstruction", 0.0)):
         sample.update({f"{row}_psnr": value, f"{row}_ssim": value / 100, f"{row}_moving_psnr": moving})
@@ -96,6 +98,10 @@ def write_fold(run: Path, left_out: str, margin: float, held_out: list, in_kind:
     write_json(fold / "calibration/calibration.json", {
         "chosen_fallback_margin": margin, "gains_over_flow": dict.fromkeys(MARGINS, {}), "samples": in_kind})
     write_json(fold / "held-out/metrics.json", {"samples": held_out})
+    for index, row in enumerate(("copy_last", "flow_extrapolation", "model", "truth")):
+        (fold / "held-out/predictions" / row).mkdir(parents=True)
+        for sample in held_out:
+            Image.new("RGB", (16, 16), (60 * index, 0, 0)).save(fold / "held-out/predictions" / row / prediction_file(sample["sample"]))
     gains = {"psnr": sweep_gain, "ssim": 0.0, "moving_psnr": None}
     write_json(fold / "held-out-sweep/calibration.json", {"gains_over_flow": dict.fromkeys(
         MARGINS, {"overall": gains, "drop_object": gains, "move_object": gains})})
@@ -105,9 +111,9 @@ def write_fold(run: Path, left_out: str, margin: float, held_out: list, in_kind:
 
 
 def test_transfer_table_scores_each_kind_left_out_and_in_kind(tmp_path, capsys):
-    # Left out easy (margin 4): 2 easy clips, model 31 vs flow 30. In kind for hard: the model without easy on a
+    # Left out easy (margin 4): 2 easy clips, model 31 vs flow 29.5. In kind for hard: the model without easy on a
     # hard clip at its margin 4: 28.5 vs 28 (+0.50). Left out hard (margin 8): 26 vs 27; in kind for easy: +2.00.
-    write_fold(tmp_path, "easy", 4.0, [scored("drop_object", 30, 29, 25, moving=20), scored("move_object", 32, 31, 27)],
+    write_fold(tmp_path, "easy", 4.0, [scored("drop_object", 30, 28, 25, moving=20), scored("move_object", 32, 31, 27)],
                [calibrated("hard-drop_object", 28, {"0.0": 27, "4.0": 28.5})], sweep_gain=-1.5)
     write_fold(tmp_path, "hard", 8.0, [scored("drop_object", 26, 27, 24, 17)],
                [calibrated("easy-drop_object", 30, {"0.0": 33, "8.0": 32}), calibrated("easy-move_object", 30, {"0.0": 31, "8.0": 32})],
@@ -116,11 +122,15 @@ def test_transfer_table_scores_each_kind_left_out_and_in_kind(tmp_path, capsys):
     text = capsys.readouterr().out
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith(("| easy | 2", "| hard | 1"))}
     easy, hard = rows["easy"].split(" | "), rows["hard"].split(" | ")
-    assert easy[2] == "4" and easy[3] == "31.00 / 0.3100 / 20.00" and easy[6] == "**+1.00 / +0.0100 / +0.00**"
+    assert easy[2] == "4" and easy[3] == "31.00 / 0.3100 / 20.00" and easy[6] == "**+1.50 / +0.0150 / +0.00**"
     assert easy[7] == "-1.50 / +0.0000 / n/a"  # the same model at margin 0, from the sweep
     assert easy[8] == "+2.00 / +0.0200 / +2.00 (without hard) |"  # in kind: the model without hard at its margin 8
     assert hard[2] == "8" and hard[6] == "**-1.00 / -0.0100 / +0.00**" and hard[8] == "+0.50 / +0.0050 / +0.50 (without easy) |"
     assert "| easy | model | 30.00 | 27.00 |" in text and "| hard | copy-last | 25.00 | 22.00 |" in text
+    # The worst left-out clips first, one strip each: last | flow | model | truth | error.
+    assert "- easy: val/move_object/video_32 +1.00 dB, val/drop_object/video_30 +2.00 dB" in text
+    strips = Image.open(tmp_path / "worst-easy.png")
+    assert strips.size == (5 * 128, 2 * 128) and strips.getpixel((2 * 128 + 5, 5)) == (120, 0, 0)  # the model's image
     document = json.loads((tmp_path / "table.json").read_text())
     assert document["easy"]["left_out"]["model"]["overall"]["psnr"] == 31.0 and document["hard"]["margin"] == 8.0
     (tmp_path / "without-hard/horizon/metrics.json").unlink()
