@@ -8,8 +8,8 @@
 # clips of those two kinds (the in-kind numbers); then K's held-out clips are scored with it (the left-out
 # numbers), every margin is scored there too (reported, not used), and K's longer clips are rolled out 4 frames.
 # Rows: the model, flow extrapolation, copy-last (and the VAE rows evaluate.py adds); PSNR, SSIM and
-# moving-region PSNR per task and overall (docs/learning.md, "Transfer to kinds never seen"). About 13 minutes
-# a fold on a 2-core CPU.
+# moving-region PSNR per task and overall (docs/learning.md, "Transfer to kinds never seen"); strips of the
+# worst left-out clips in worst-KIND.png. 40 minutes on a 2-core CPU (12.5 a fold, 2.5 for the clips).
 #   bash benchmarks/transfer.sh [SEED]        (outputs in transfer_out/seed-SEED; the table in table.md)
 #   KINDS="easy hard physics"   the kinds (at least two)
 #   TRAIN_CLIPS=300 VAL_CLIPS=96 LONG_CLIPS=30   clips per kind (split evenly over its tasks: 3 for easy and
@@ -33,7 +33,7 @@ read -r -a kinds <<< "$KINDS"
 entries=(kinds kinds-long table.md table.json)
 for kind in "${kinds[@]}"; do
     case "$kind" in easy|hard|physics) ;; *) echo "error: KINDS: unknown kind $kind (easy, hard, physics)" >&2; exit 2 ;; esac
-    entries+=("without-$kind")
+    entries+=("without-$kind" "worst-$kind.png")
 done
 "$python" benchmarks/start_output.py transfer.sh "$OUT" "${entries[@]}" || exit 2
 started=$SECONDS
