@@ -307,7 +307,7 @@ def test_residual_training_saves_its_target_and_evaluates_in_composite_mode(synt
     # Sampling settings not given are the ones validated with at training time, saved with the model.
     assert json.loads((tmp_path / "eval/metrics.json").read_text())["settings"] == {
         "num_inference_steps": 3, "guidance_scale": 1.0, "image_guidance_scale": 1.2, "num_samples_averaged": 2,
-        "output_mode": "composite", "correction_threshold": 3.0, "seed": 0, "sampler": "DDIMScheduler"}
+        "output_mode": "composite", "correction_threshold": 3.0, "fallback_margin": 0.0, "seed": 0, "sampler": "DDIMScheduler"}
     # The proof-of-learning script draws the loss curve from the same logs.
     done = run_script("benchmarks/plot_loss.py", "out/logs", "loss.png", "--smooth", 2, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
