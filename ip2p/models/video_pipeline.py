@@ -262,10 +262,11 @@ class VideoInstructPix2PixPipeline(DiffusionPipeline):
         window = 2 * self.vae_scale_factor - 1
         if output_mode == "frame":
             return image, base, None
-        change = image - self.decode(self.base_latent(condition))
+        decoded_base = self.decode(self.base_latent(condition))
+        change = image - decoded_base
         correction = change_size(change, window) if self.config.motion_prior == "flow" else None
-        if output_mode == "composite":
-            return base + change, base, correction
+        if output_mode == "composite":  # summed in the order it always was, so earlier results repeat to the bit
+            return base + image - decoded_base, base, correction
         # blend: base is the flow-warped frame; the other one is the last frame moved with the camera
         still = self.image_processor.preprocess(condition.stills).to(self._execution_device, dtype=self.vae.dtype)
         still_latent = latent_modes(encode_moments(self.vae, still[:, None])[:, 0]).to(self.vae.dtype)
