@@ -269,6 +269,8 @@ def test_bad_video_inputs_end_in_one_clear_line(tmp_path, tiny_model, clips):
          "cannot be cached"),
         (train_video(tmp_path, tiny_model, clips / "processed", "o5", "--max_train_steps", 1, "--min_train_timestep", 1000),
          "--min_train_timestep 1000: the schedule has 1000 timesteps; give a smaller value"),
+        (train_video(tmp_path, tiny_model, clips / "processed", "o6", "--max_train_steps", 1, "--validation_fallback_margin", 4),
+         "--validation_fallback_margin keeps the flow-warped frame: it needs --motion_prior flow"),
     ]
     for done, message in cases:
         assert done.returncode != 0
@@ -341,7 +343,7 @@ def test_training_lowers_the_loss_below_copy_last_on_a_learnable_set(tmp_path, t
 def test_motion_prior_trains_from_the_cache_saves_itself_and_needs_no_flag_later(tmp_path, tiny_model, clips):
     common = ["--max_train_steps", 3, "--seed", 0, "--motion_prior", "flow", "--prediction_target", "residual"]
     plain = train_video(tmp_path, tiny_model, clips / "processed", "plain", "--no_cache_latents", *common)
-    cached = train_video(tmp_path, tiny_model, clips / "processed", "cached", *common)
+    cached = train_video(tmp_path, tiny_model, clips / "processed", "cached", *common, "--validation_fallback_margin", 4)
     assert plain.returncode == 0 and cached.returncode == 0, plain.stderr[-2000:] + cached.stderr[-2000:]
     assert "encoded 3, reused 0" in cached.stdout
     torch.testing.assert_close(torch.tensor(logged_losses(tmp_path / "cached")), torch.tensor(logged_losses(tmp_path / "plain")),
@@ -353,7 +355,8 @@ def test_motion_prior_trains_from_the_cache_saves_itself_and_needs_no_flag_later
                       "--num-inference-steps", 1, "--output-dir", "eval", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| flow_extrapolation |" in done.stdout
-    assert json.loads((tmp_path / "eval/metrics.json").read_text())["settings"]["output_mode"] == "blend"  # its default
+    recorded = json.loads((tmp_path / "eval/metrics.json").read_text())["settings"]
+    assert (recorded["output_mode"], recorded["fallback_margin"]) == ("blend", 4.0)  # its defaults, saved at training
     # Calibrating the fallback margin scores each margin against flow on the same clips: at 255 grey levels the
     # output is flow's own frame, so it gains exactly nothing there.
     done = run_script("evaluate.py", "--model", tmp_path / "cached", "--data", clips / "processed", "--resolution", 32,
@@ -382,7 +385,7 @@ def test_motion_prior_trains_from_the_cache_saves_itself_and_needs_no_flag_later
     pipeline.denoise = lambda text, condition, *rest: (still_latent - condition[:, -4:]) * scaling / scale
     still, flow = (np.asarray(image, dtype=np.float32) / 255 for image in (camera_extrapolate(frames), flow_extrapolate(frames)))
     assert np.abs(still - flow).mean() > 0.01  # the object moves, the camera less: the two bases differ
-    unguided = dict(guidance_scale=1.0, image_guidance_scale=1.0)
+    unguided = dict(guidance_scale=1.0, image_guidance_scale=1.0, fallback_margin=0.0)
     kept = {mode: pipeline("move it", frames, correction_threshold=255, output_mode=mode, output_type="np", **unguided).images[0]
             for mode in ("composite", "blend")}
     np.testing.assert_allclose(kept["composite"], flow, atol=1 / 255)

@@ -37,6 +37,9 @@ VIDEO_ARGUMENTS = {"video": [
     Arg("--validation_correction_threshold", float, 0.0, "grey levels (of 255): predicted pixel changes from the last "
                                                          "(or flow-warped) frame below this are dropped, larger ones "
                                                          "shrunk by it (a soft threshold; saved as the default)"),
+    Arg("--validation_fallback_margin", float, 0.0, "grey levels (of 255): keep the flow-warped frame wherever the model "
+                                                    "corrects it by less (--motion_prior flow; 0: off; saved as the "
+                                                    "default; evaluate.py --calibrate-fallback chooses one)"),
 ]}
 # Crops are centred unless --random_crop; the single-image --center_crop would be a second switch for the same thing.
 NOT_OFFERED = ("--center_crop",)
@@ -51,6 +54,10 @@ def parse_video_args(argv=None, description: str = __doc__):
         parser.error("--validation_inference_steps and --validation_samples_averaged must be at least 1")
     if args.validation_correction_threshold < 0:
         parser.error("--validation_correction_threshold must be at least 0 (grey levels of 255)")
+    if args.validation_fallback_margin < 0:
+        parser.error("--validation_fallback_margin must be at least 0 (grey levels of 255)")
+    if args.validation_fallback_margin > 0 and args.motion_prior != "flow":
+        parser.error("--validation_fallback_margin keeps the flow-warped frame: it needs --motion_prior flow")
     return args
 
 
@@ -96,7 +103,8 @@ def video_task(args):
                              default_guidance_scale=args.validation_guidance_scale,
                              default_image_guidance_scale=args.validation_image_guidance_scale,
                              default_samples_averaged=args.validation_samples_averaged,
-                             default_correction_threshold=args.validation_correction_threshold),
+                             default_correction_threshold=args.validation_correction_threshold,
+                             default_fallback_margin=args.validation_fallback_margin),
         objective=OBJECTIVES[args.prediction_target].from_args(args),
         validation_images=validation_images if held_out is not None and args.num_validation_images > 0 else None,
         unet_folder=args.custom_unet_path,
