@@ -9,15 +9,16 @@
         the leave-one-kind-out table of a transfer.sh run, as markdown on
         stdout and as table.json in RUN_FOLDER.
 
-The table reads, for each left-out kind K, ``without-K/held-out/metrics.json``
-(the model trained without K, on K's held-out clips) and
-``without-K/seed-*/eval/metrics.json`` (the same model on the held-out clips of
-the kinds it was trained on, task types named KIND-TASK): the per-sample
-scores evaluate.py saves, regrouped by kind and task.
+The table reads, for each left-out kind K, what transfer.sh wrote under
+``without-K/``: ``calibration/calibration.json`` (the margin chosen, and every
+margin's per-sample scores on the held-out clips of the kinds the model was
+trained on, task types KIND-TASK, regrouped by kind: the in-kind figures),
+``held-out/metrics.json`` and ``held-out/predictions/`` (K's held-out clips at
+that margin), ``held-out-sweep/calibration.json`` (every margin there) and
+``horizon/metrics.json`` (the rollouts).
 """
 
 import json
-import math
 import os
 import shutil
 import sys
@@ -30,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ip2p.evaluation.calibration import margin_gains  # noqa: E402
-from ip2p.evaluation.scoring import METRICS, error_image, prediction_file, summarise  # noqa: E402
+from ip2p.evaluation.scoring import METRICS, error_image, metric_cells, prediction_file, summarise  # noqa: E402
 from ip2p.shared.images import make_strip  # noqa: E402
 from ip2p.shared.cli import UserError, run_main  # noqa: E402
 
@@ -89,11 +90,6 @@ def by_kind(samples: List[dict]) -> List[dict]:
     return [{**sample, "task_type": sample["task_type"].split(SEPARATOR, 1)[0]} for sample in samples]
 
 
-def cells(values: dict, signed: bool = False) -> str:
-    sign = "+" if signed else ""
-    return " / ".join("n/a" if math.isnan(values[m]) else f"{values[m]:{sign}.{4 if m == 'ssim' else 2}f}" for m in METRICS)
-
-
 def gap(summary: dict, group: str) -> dict:
     return {m: summary["model"][group][m] - summary["flow_extrapolation"][group][m] for m in METRICS}
 
@@ -144,22 +140,22 @@ def table(run: Path) -> int:
              "| model − flow, no fallback | model − flow, in kind |", "|" + " --- |" * 9]
     for kind, fold in folds.items():
         overall = fold.summary
-        in_kind = "; ".join(f"{cells(folds[other].in_kind[str(folds[other].margin)][kind], True)} (without {other})"
+        in_kind = "; ".join(f"{metric_cells(folds[other].in_kind[str(folds[other].margin)][kind], True)} (without {other})"
                             for other in kinds if other != kind and kind in folds[other].in_kind[str(folds[other].margin)])
         lines.append(f"| {kind} | {overall['model']['overall']['count']} | {fold.margin:g} "
-                     f"| {cells(overall['model']['overall'])} | {cells(overall['flow_extrapolation']['overall'])} "
-                     f"| {cells(overall['copy_last']['overall'])} | **{cells(gap(overall, 'overall'), True)}** "
-                     f"| {cells(fold.sweep[fold.margins[0]]['overall'], True)} | {in_kind} |")
+                     f"| {metric_cells(overall['model']['overall'])} | {metric_cells(overall['flow_extrapolation']['overall'])} "
+                     f"| {metric_cells(overall['copy_last']['overall'])} | **{metric_cells(gap(overall, 'overall'), True)}** "
+                     f"| {metric_cells(fold.sweep[fold.margins[0]]['overall'], True)} | {in_kind} |")
     for kind, fold in folds.items():
         groups = [g for g in fold.summary["model"] if g != "overall"] + ["overall"]
         lines += ["", f"Left out: **{kind}** (trained on {', '.join(k for k in kinds if k != kind)}; margin "
                   f"{fold.margin:g}); PSNR / SSIM / moving-region PSNR per task:", "",
                   "| row | " + " | ".join(groups) + " |", "|" + " --- |" * (len(groups) + 1)]
         for row, name in ROWS.items():
-            lines.append(f"| {name} | " + " | ".join(cells(fold.summary[row][g]) for g in groups) + " |")
-        lines.append("| model − flow | " + " | ".join(cells(gap(fold.summary, g), True) for g in groups) + " |")
+            lines.append(f"| {name} | " + " | ".join(metric_cells(fold.summary[row][g]) for g in groups) + " |")
+        lines.append("| model − flow | " + " | ".join(metric_cells(gap(fold.summary, g), True) for g in groups) + " |")
         lines.append("| model − flow, no fallback | " + " | ".join(
-            cells(fold.sweep[fold.margins[0]][g], True) for g in groups) + " |")
+            metric_cells(fold.sweep[fold.margins[0]][g], True) for g in groups) + " |")
     margins = folds[kinds[0]].margins
     lines += ["", "Overall PSNR of model − flow on the left-out kind at every margin (the chosen one in bold):", "",
               "| kind left out | " + " | ".join(f"{float(m):g}" for m in margins) + " |", "|" + " --- |" * (len(margins) + 1)]

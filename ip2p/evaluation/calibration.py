@@ -23,7 +23,7 @@ from PIL import ImageOps
 from ..shared.metrics import image_metrics
 from ..shared.motion import flow_extrapolate
 from .samples import EvalSample
-from .scoring import METRICS, defined_mean
+from .scoring import METRICS, defined_mean, metric_cells, task_groups
 
 TOLERANCE = 0.05  # dB (SSIM in hundredths): a shortfall this small counts as level with flow
 
@@ -48,12 +48,9 @@ def calibration_batch(pipeline, batch: List[EvalSample], resolution: int, settin
 def margin_gains(results: List[dict], margins: Sequence[float]) -> Dict[float, Dict[str, Dict[str, float]]]:
     """``{margin: {"overall" | task: {metric: mean of (model - flow)}}}``, each difference taken per sample
     (moving-region PSNR over the samples where something moved)."""
-    groups = {"overall": results}
-    for result in results:
-        groups.setdefault(result["task_type"], []).append(result)
     return {margin: {group: {metric: defined_mean([r["margins"][margin][metric] - r["flow"][metric] for r in members])
                              for metric in METRICS}
-                     for group, members in sorted(groups.items())}
+                     for group, members in task_groups(results)}
             for margin in margins}
 
 
@@ -84,6 +81,6 @@ def calibration_table(gains: Dict[float, Dict[str, Dict[str, float]]], chosen: f
     lines = ["model - flow (PSNR / SSIM / moving-region PSNR) at each fallback margin (grey levels)", "",
              "| margin | " + " | ".join(groups) + " |", "|" + " --- |" * (len(groups) + 1)]
     for margin, by_group in gains.items():
-        cells = " | ".join(" / ".join(f"{by_group[g][m]:+.{4 if m == 'ssim' else 2}f}" for m in METRICS) for g in groups)
+        cells = " | ".join(metric_cells(by_group[g], signed=True) for g in groups)
         lines.append(f"| {margin:g}{' (chosen)' if margin == chosen else ''} | {cells} |")
     return "\n".join(lines)

@@ -17,7 +17,7 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -83,17 +83,28 @@ def defined_mean(values: List[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def summarise(results: List[dict]) -> Dict[str, Dict[str, Dict[str, float]]]:
-    """``{row: {"overall" | task: {"psnr", "ssim", "moving_psnr", "count", "moving_count"}}}``:
-    means over samples (moving-region PSNR over the ``moving_count`` samples where something moved)."""
+def task_groups(results: List[dict]) -> List[Tuple[str, List[dict]]]:
+    """``("overall", every result)`` and one ``(task type, its results)`` per task type, sorted by name."""
     groups = {"overall": results}
     for result in results:
         groups.setdefault(result["task_type"], []).append(result)
+    return sorted(groups.items())
+
+
+def summarise(results: List[dict]) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """``{row: {"overall" | task: {"psnr", "ssim", "moving_psnr", "count", "moving_count"}}}``:
+    means over samples (moving-region PSNR over the ``moving_count`` samples where something moved)."""
     return {name: {group: {**{metric: defined_mean([r[f"{name}_{metric}"] for r in members]) for metric in METRICS},
                            "count": len(members),
                            "moving_count": sum(not math.isnan(r[f"{name}_moving_psnr"]) for r in members)}
-                   for group, members in sorted(groups.items())}
+                   for group, members in task_groups(results)}
             for name in ROWS}
+
+
+def metric_cells(values: Dict[str, float], signed: bool = False) -> str:
+    """``"PSNR / SSIM / moving PSNR"`` of one group (SSIM to 4 places, dB to 2; ``n/a`` where undefined)."""
+    sign = "+" if signed else ""
+    return " / ".join("n/a" if math.isnan(values[m]) else f"{values[m]:{sign}.{4 if m == 'ssim' else 2}f}" for m in METRICS)
 
 
 def markdown_table(summary: dict) -> str:
