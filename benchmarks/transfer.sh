@@ -12,6 +12,7 @@
 # worst left-out clips in worst-KIND.png. 40 minutes on a 2-core CPU (12.5 a fold, 2.5 for the clips).
 #   bash benchmarks/transfer.sh [SEED]        (outputs in transfer_out/seed-SEED; the table in table.md)
 #   KINDS="easy hard physics"   the kinds (at least two)
+#   FOLDS="hard"         leave out only these kinds (default: each of KINDS in turn), e.g. to rerun one fold
 #   TRAIN_CLIPS=300 VAL_CLIPS=96 LONG_CLIPS=30   clips per kind (split evenly over its tasks: 3 for easy and
 #                        hard, 5 for physics); LONG_CLIPS: held-out clips of 24 frames for the rollouts
 #   MARGINS=0,2,4,8,12,16,24,32   the fallback margins (grey levels) the calibration chooses from
@@ -29,11 +30,15 @@ MARGINS="${MARGINS:-0,2,4,8,12,16,24,32}"
 HORIZON=4
 python="${PYTHON:-.venv/bin/python}"
 read -r -a kinds <<< "$KINDS"
+read -r -a folds <<< "${FOLDS:-$KINDS}"
 [ "${#kinds[@]}" -ge 2 ] || { echo "error: KINDS=$KINDS: name at least two of easy, hard, physics" >&2; exit 2; }
 entries=(kinds kinds-long table.md table.json)
 for kind in "${kinds[@]}"; do
     case "$kind" in easy|hard|physics) ;; *) echo "error: KINDS: unknown kind $kind (easy, hard, physics)" >&2; exit 2 ;; esac
     entries+=("without-$kind" "worst-$kind.png")
+done
+for fold in "${folds[@]}"; do
+    case " ${kinds[*]} " in *" $fold "*) ;; *) echo "error: FOLDS: $fold is not one of KINDS ($KINDS)" >&2; exit 2 ;; esac
 done
 "$python" benchmarks/start_output.py transfer.sh "$OUT" "${entries[@]}" || exit 2
 started=$SECONDS
@@ -55,7 +60,7 @@ done
 # evaluate.py into FOLDER with LOG, its last lines on failure.
 score() { local log="$1"; shift; "$python" evaluate.py --sampler ddim --seed "$SEED" "$@" > "$log" 2>&1 || { tail -3 "$log" >&2; exit 2; }; }
 
-for left_out in "${kinds[@]}"; do
+for left_out in "${folds[@]}"; do
     fold="$OUT/without-$left_out"
     mkdir -p "$fold"
     sources=()
