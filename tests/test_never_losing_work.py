@@ -357,3 +357,14 @@ def test_benchmark_scripts_refuse_an_output_folder_they_did_not_write(tmp_path, 
                           text=True, timeout=120)
     one_line_error(done, f"error: {mine} holds files that {script} did not write; nothing was deleted")
     assert tree_digest(tmp_path / "out") == before and not done.stdout  # no stage started
+
+
+@pytest.mark.parametrize("setting, message", [("FOLDS=water", "error: FOLDS: water is not one of KINDS (easy hard physics)"),
+                                              ("KINDS=easy", "error: KINDS=easy: name at least two of easy, hard, physics")])
+def test_transfer_refuses_unknown_folds_and_kinds_before_writing(tmp_path, setting, message):
+    name, value = setting.split("=")
+    done = subprocess.run(["bash", str(Path(__file__).resolve().parents[1] / "benchmarks/transfer.sh"), "0"],
+                          env=dict(os.environ, OUT=str(tmp_path / "out"), PYTHON=sys.executable, **{name: value}),
+                          capture_output=True, text=True, timeout=120)
+    one_line_error(done, message)
+    assert not (tmp_path / "out").exists() and not done.stdout
