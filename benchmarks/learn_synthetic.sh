@@ -23,6 +23,7 @@
 #   LEARNING_RATE=5e-4 UNET_ATTENTION=all   the previous chain's learning rate (default 1e-3) and UNet, which also
 #                        attends at the 16x16 level (download_model.py --unet-attention; about 1.5x the time per step)
 #   UNET_CHANNELS=64,128 the tiny UNet's block widths (download_model.py --unet-channels; 2.9M parameters)
+#   VAE_CHANNELS=32,64,64 the tiny VAE's block widths, one block per halving after the first (32,64: 2x, 32x32 latents)
 #   MOTION_PRIOR=none    train without the flow-warped conditioning frame (default: flow)
 #   PREDICTION_TYPE=epsilon        what the UNet predicts (default: sample, the clean correction; or v_prediction)
 #   SET=easy             the first synthetic set (flat shapes, still camera, PNG) instead of the harder one
@@ -38,6 +39,7 @@ VAE_STEPS="${VAE_STEPS:-600}"
 LEARNING_RATE="${LEARNING_RATE:-1e-3}"
 UNET_ATTENTION="${UNET_ATTENTION:-mid}"
 UNET_CHANNELS="${UNET_CHANNELS:-64,128}"
+VAE_CHANNELS="${VAE_CHANNELS:-32,64,64}"
 MOTION_PRIOR="${MOTION_PRIOR:-flow}"
 PREDICTION_TYPE="${PREDICTION_TYPE:-sample}"
 SET="${SET:-hard}"
@@ -73,7 +75,7 @@ fi
     || { tail -3 "$OUT/data.log" >&2; exit 2; }
 stage "tiny model, VAE fitted on the training frames"
 "$python" download_model.py --tiny --seed "$SEED" --local-dir "$OUT/tiny" --fit-vae-frames "$raw/train" --fit-vae-steps "$VAE_STEPS" \
-    --vae-channels 32,64,64 --unet-channels "$UNET_CHANNELS" --unet-attention "$UNET_ATTENTION" > "$OUT/tiny.log" 2>&1
+    --vae-channels "$VAE_CHANNELS" --unet-channels "$UNET_CHANNELS" --unet-attention "$UNET_ATTENTION" > "$OUT/tiny.log" 2>&1
 grep "fitted" "$OUT/tiny.log"
 stage "training the 20-frame model ($STEPS steps, motion prior: $MOTION_PRIOR)"
 # Guidance 1.0 / 1.0 never asks for the predictions without text or frames, so no sample is spent learning
