@@ -105,6 +105,7 @@ class Fold:
         self.margin = calibration["chosen_fallback_margin"]
         self.margins = list(calibration["gains_over_flow"])
         self.in_kind = margin_gains(by_kind(calibration["samples"]), [self.margins[0], str(self.margin)])
+        self.trained_on = sorted(group for group in self.in_kind[self.margins[0]] if group != "overall")
         self.samples = read_json(folder / "held-out" / "metrics.json")["samples"]
         self.summary = summarise(self.samples)
         self.predictions = folder / "held-out" / "predictions"
@@ -148,7 +149,7 @@ def table(run: Path) -> int:
                      f"| {metric_cells(fold.sweep[fold.margins[0]]['overall'], True)} | {in_kind} |")
     for kind, fold in folds.items():
         groups = [g for g in fold.summary["model"] if g != "overall"] + ["overall"]
-        lines += ["", f"Left out: **{kind}** (trained on {', '.join(k for k in kinds if k != kind)}; margin "
+        lines += ["", f"Left out: **{kind}** (trained on {', '.join(fold.trained_on)}; margin "
                   f"{fold.margin:g}); PSNR / SSIM / moving-region PSNR per task:", "",
                   "| row | " + " | ".join(groups) + " |", "|" + " --- |" * (len(groups) + 1)]
         for row, name in ROWS.items():

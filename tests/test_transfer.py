@@ -133,6 +133,17 @@ def test_transfer_table_scores_each_kind_left_out_and_in_kind(tmp_path, capsys):
     assert strips.size == (5 * 128, 2 * 128) and strips.getpixel((2 * 128 + 5, 5)) == (120, 0, 0)  # the model's image
     document = json.loads((tmp_path / "table.json").read_text())
     assert document["easy"]["left_out"]["model"]["overall"]["psnr"] == 31.0 and document["hard"]["margin"] == 8.0
+    assert "Left out: **easy** (trained on hard; margin 4)" in text
     (tmp_path / "without-hard/horizon/metrics.json").unlink()
     with pytest.raises(transfer_kinds.UserError, match="without-hard/horizon/metrics.json is missing"):
         transfer_kinds.table(tmp_path)
+
+
+def test_transfer_table_of_one_fold_names_the_kinds_it_was_trained_on(tmp_path, capsys):
+    # FOLDS=hard: only without-hard exists; its training kinds come from its calibration clips, not other folds.
+    write_fold(tmp_path, "hard", 8.0, [scored("drop_object", 26, 27, 24, 17)],
+               [calibrated("easy-drop_object", 30, {"0.0": 33, "8.0": 32}),
+                calibrated("physics-roll_object", 30, {"0.0": 31, "8.0": 30})], sweep_gain=0.25)
+    assert transfer_kinds.table(tmp_path) == 0
+    text = capsys.readouterr().out
+    assert "Left out: **hard** (trained on easy, physics; margin 8)" in text
