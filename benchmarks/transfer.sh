@@ -12,7 +12,8 @@
 # worst left-out clips in worst-KIND.png. 40 minutes on a 2-core CPU (12.5 a fold, 2.5 for the clips).
 #   bash benchmarks/transfer.sh [SEED]        (outputs in transfer_out/seed-SEED; the table in table.md)
 #   KINDS="easy hard physics"   the kinds (at least two)
-#   FOLDS="hard"         leave out only these kinds (default: each of KINDS in turn), e.g. to rerun one fold
+#   FOLDS="hard"         leave out only these kinds (default: each of KINDS in turn); OUT is started afresh as
+#                        always, so give such a run its own OUT=... to keep a full table's folds
 #   TRAIN_CLIPS=300 VAL_CLIPS=96 LONG_CLIPS=30   clips per kind (split evenly over its tasks: 3 for easy and
 #                        hard, 5 for physics); LONG_CLIPS: held-out clips of 24 frames for the rollouts
 #   MARGINS=0,2,4,8,12,16,24,32   the fallback margins (grey levels) the calibration chooses from
