@@ -142,7 +142,7 @@ def table(run: Path) -> int:
     for kind, fold in folds.items():
         overall = fold.summary
         in_kind = "; ".join(f"{metric_cells(folds[other].in_kind[str(folds[other].margin)][kind], True)} (without {other})"
-                            for other in kinds if other != kind and kind in folds[other].in_kind[str(folds[other].margin)])
+                            for other in kinds if kind in folds[other].trained_on)
         lines.append(f"| {kind} | {overall['model']['overall']['count']} | {fold.margin:g} "
                      f"| {metric_cells(overall['model']['overall'])} | {metric_cells(overall['flow_extrapolation']['overall'])} "
                      f"| {metric_cells(overall['copy_last']['overall'])} | **{metric_cells(gap(overall, 'overall'), True)}** "
