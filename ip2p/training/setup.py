@@ -85,9 +85,12 @@ def make_accelerator(args):
     project = ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir))
     # Without cpu=True accelerate treats every process of a CPU-only torchrun
     # as a separate single-process run, silently training N unsynchronised copies.
+    # DeepSpeed forms its group itself (on such a machine with its CPU accelerator),
+    # and cpu=True would turn it off.
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
     dynamo = TorchDynamoPlugin(backend="inductor", mode=args.torch_compile_mode) if args.torch_compile else TorchDynamoPlugin(backend="no")
     accelerator = Accelerator(mixed_precision=args.mixed_precision, log_with=report_to, project_config=project,
-                              cpu=not torch.cuda.is_available(), dynamo_plugin=dynamo)
+                              cpu=not torch.cuda.is_available() and not deepspeed, dynamo_plugin=dynamo)
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != accelerator.num_processes:
         raise UserError(f"launched {launched} processes but accelerate formed a group of {accelerator.num_processes}; "
@@ -166,6 +169,7 @@ def lerp_ema_class():
             if frozen:
                 torch._foreach_copy_([a for a, _ in frozen], [p for _, p in frozen], non_blocking=True)
             trained = [(average, param) for average, param in pairs if param.requires_grad]
-            torch._foreach_lerp_([a for a, _ in trained], [p.detach() for _, p in trained], 1.0 - decay)
+            # DeepSpeed's UNet holds bf16/fp16 weights: the fp32 averages take them in fp32 (a no-op otherwise).
+            torch._foreach_lerp_([a for a, _ in trained], [p.detach().to(a.dtype) for a, p in trained], 1.0 - decay)
 
     return LerpEMAModel

@@ -33,6 +33,7 @@ from .caches import build_prompt_table, fill_latent_cache
 from .checkpoints import (TrainState, find_checkpoint, later_checkpoints, list_checkpoints, load_checkpoint, remove_partial_checkpoints,
                           save_checkpoint)
 from .conditioning import apply_conditioning_dropout, conditioning_dropout_masks
+from .engines import configure_deepspeed, load_fp32_masters, mark_step_end, uses_deepspeed
 from .objectives import FrameObjective, denoising_target, draw_timesteps
 from .run_folder import check_output_dir, prepare_output_dir
 from .run_logger import RunLogger
@@ -86,6 +87,8 @@ def build_trainer(args, task: TrainingTask, models: Optional[Models] = None) -> 
 
     # Optimizer, then the state (a checkpoint restores both):
     optimizer, lr_scheduler, ema = make_optimization(args, models.unet, accelerator, max_steps)
+    if uses_deepspeed(accelerator):
+        configure_deepspeed(accelerator, args, report=accelerator.print)
     models.unet, optimizer = accelerator.prepare(models.unet, optimizer)
     accelerator.register_for_checkpointing(lr_scheduler)
     if ema is not None:
@@ -289,10 +292,14 @@ class Trainer:
         accelerator = self.accelerator
         if self.args.torch_compile and self.args.torch_compile_mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()  # the last replay's outputs are dead: its buffers may be reused
+        deepspeed = uses_deepspeed(accelerator)
+        if deepspeed:
+            mark_step_end(accelerator, last_micro_step)
         with nullcontext() if last_micro_step else accelerator.no_sync(self.models.unet):
             with accelerator.autocast():
                 loss = self.loss(batch)
-            accelerator.backward(loss / self.args.gradient_accumulation_steps)
+            # DeepSpeed divides by the accumulation itself (configure_deepspeed told it how many).
+            accelerator.backward(loss if deepspeed else loss / self.args.gradient_accumulation_steps)
         return loss.detach()
 
     def loss(self, batch: dict) -> torch.Tensor:
@@ -309,6 +316,8 @@ class Trainer:
         model_input = torch.cat([noisy_latents, condition_latents.to(noisy_latents.dtype)], dim=1)
         if self.args.channels_last:
             model_input = model_input.contiguous(memory_format=torch.channels_last)
+        if uses_deepspeed(self.accelerator):  # its UNet holds bf16/fp16 weights and runs without autocast
+            model_input, text = model_input.to(self.weight_dtype), text.to(self.weight_dtype)
         prediction = models.unet(model_input, timesteps, encoder_hidden_states=text).sample
         target = denoising_target(models.noise_scheduler, target_latents, noise, timesteps)
         return F.mse_loss(prediction.float(), target.float())
@@ -420,6 +429,8 @@ class Trainer:
         """Check that every process holds the same weights, then save the final pipeline (EMA weights if kept)."""
         accelerator, output_dir = self.accelerator, Path(self.args.output_dir)
         check_replicas_in_sync(accelerator, self.models.unet)
+        if uses_deepspeed(accelerator):
+            load_fp32_masters(unwrap(accelerator, self.models.unet))  # gathers the shards: every process takes part
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             unet = unwrap(accelerator, self.models.unet)

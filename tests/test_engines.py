@@ -1,0 +1,72 @@
+"""DeepSpeed ZeRO-2 (configs/deepspeed_zero2.yaml) through the real launcher, on CPU: one process, with
+DeepSpeed's CPU accelerator (accelerate forms no multi-process DeepSpeed group on a machine without GPUs).
+What these pin down is what DeepSpeed does unlike DDP: it steps its optimizer inside ``backward``, and in
+bf16 it trains bf16 weights with fp32 master copies in its optimizer. FSDP cannot run on CPU through
+accelerate at all; benchmarks/gpu_engines.sh runs both engines on a GPU."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO, free_port, run_script, script_env
+from safetensors.torch import load_file
+
+UNET_FILE = "unet/diffusion_pytorch_model.safetensors"
+
+
+def train_args(tiny_model, clips, output, *extra):
+    return ["--pretrained_model_name_or_path", str(tiny_model), "--train_data_dir", str(clips / "processed"),
+            "--output_dir", output, "--resolution", "32", "--train_batch_size", "2", "--gradient_accumulation_steps", "2",
+            "--max_train_steps", "4", "--checkpointing_steps", "2", "--learning_rate", "1e-3", "--lr_scheduler", "linear",
+            "--lr_warmup_steps", "1", "--seed", "0", "--latent_cache_dir", "cache", "--report_to", "none",
+            "--num_validation_images", "0", *extra]
+
+
+def launch_deepspeed(cwd, precision, args):
+    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "configs/deepspeed_zero2.yaml"),
+                           "--num_processes", "1", "--mixed_precision", precision, "--main_process_port", str(free_port()),
+                           str(REPO / "train_video_ip2p.py"), *args],
+                          cwd=cwd, env=script_env(cwd), capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
+
+
+def test_deepspeed_zero2_trains_and_resumes_to_the_weights_of_plain_training(tmp_path, tiny_model, clips):
+    """fp32, so the two must agree to rounding: gradient accumulation (DeepSpeed steps only at the end of a step,
+    and divides the loss itself), clipping, the learning-rate schedule and a resume from DeepSpeed's checkpoint."""
+    plain = run_script("train_video_ip2p.py", *train_args(tiny_model, clips, "plain"), cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    launch_deepspeed(tmp_path, "no", train_args(tiny_model, clips, "zero2"))
+    # DeepSpeed's own checkpoint layout: the engine, not plain training, wrote it.
+    assert (tmp_path / "zero2/checkpoint-2/pytorch_model/mp_rank_00_model_states.pt").is_file()
+    (tmp_path / "resumed").mkdir()
+    shutil.copytree(tmp_path / "zero2/checkpoint-2", tmp_path / "resumed/checkpoint-2")
+    resumed = launch_deepspeed(tmp_path, "no", train_args(tiny_model, clips, "resumed", "--resume_from_checkpoint", "latest"))
+    assert "resumed from" in resumed.stdout and "at step 2" in resumed.stdout
+
+    base = load_file(str(tiny_model / UNET_FILE))
+    reference = load_file(str(tmp_path / "plain" / UNET_FILE))
+    moved = max((reference[k] - base[k]).abs().max().item() for k in base if base[k].shape == reference[k].shape)
+    assert moved > 1e-3  # the runs trained: agreeing below means agreeing on the updates
+    for run in ("zero2", "resumed"):
+        weights = load_file(str(tmp_path / run / UNET_FILE))
+        assert weights.keys() == reference.keys()
+        difference = max((weights[k] - reference[k]).abs().max().item() for k in reference)
+        assert difference < 1e-5, (run, difference)
+
+
+@pytest.mark.parametrize("ema", [False, True], ids=["master-weights", "ema-weights"])
+def test_deepspeed_bf16_run_saves_fp32_weights_not_their_bf16_copies(tmp_path, tiny_model, clips, ema):
+    """DeepSpeed's UNet holds bf16 weights; the saved pipeline holds its fp32 masters (or the fp32 EMA
+    averages of those bf16 weights), not a bf16 copy cast back to fp32, which puts every value on bf16's grid.
+    (An EMA tensor can stay on the grid: a norm weight at 1.0 whose bf16 copy never moved.)"""
+    extra = ["--use_ema", "--num_validation_images", "1"] if ema else []
+    launch_deepspeed(tmp_path, "bf16", train_args(tiny_model, clips, "out", *extra))
+    weights = load_file(str(tmp_path / "out" / UNET_FILE))
+    assert {tensor.dtype for tensor in weights.values()} == {torch.float32}
+    off_grid = [name for name, tensor in weights.items() if (tensor.to(torch.bfloat16).float() != tensor).any()]
+    assert len(off_grid) > 0.5 * len(weights), f"{len(off_grid)} of {len(weights)} tensors hold values finer than bf16"
+    if ema:
+        assert list((tmp_path / "out/validation").rglob("*.png")), "the bf16 UNet's validation image was not written"
