@@ -70,3 +70,16 @@ def test_deepspeed_bf16_run_saves_fp32_weights_not_their_bf16_copies(tmp_path, t
     assert len(off_grid) > 0.5 * len(weights), f"{len(off_grid)} of {len(weights)} tensors hold values finer than bf16"
     if ema:
         assert list((tmp_path / "out/validation").rglob("*.png")), "the bf16 UNet's validation image was not written"
+
+
+def test_fsdp_config_on_a_machine_without_gpus_is_one_line_and_writes_nothing(tmp_path, tiny_model, clips):
+    """accelerate has no FSDP on CPU: its plugin raised a bare RuntimeError from inside Accelerator()."""
+    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "configs/fsdp.yaml"),
+                           "--num_processes", "1", "--main_process_port", str(free_port()), str(REPO / "train_video_ip2p.py"),
+                           *train_args(tiny_model, clips, "out")],
+                          cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    first = next(line for line in done.stderr.splitlines() if line.strip())
+    assert first.startswith("error: the accelerate config asks for FSDP, which accelerate runs on GPUs only"), done.stderr[-2000:]
+    assert "RuntimeError" not in done.stderr
+    assert not (tmp_path / "out").exists()

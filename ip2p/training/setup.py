@@ -88,6 +88,9 @@ def make_accelerator(args):
     # DeepSpeed forms its group itself (on such a machine with its CPU accelerator),
     # and cpu=True would turn it off.
     deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not torch.cuda.is_available():
+        raise UserError("the accelerate config asks for FSDP, which accelerate runs on GPUs only; on this machine launch "
+                        "with configs/multi_gpu.yaml --cpu, torchrun, or configs/deepspeed_zero2.yaml")
     dynamo = TorchDynamoPlugin(backend="inductor", mode=args.torch_compile_mode) if args.torch_compile else TorchDynamoPlugin(backend="no")
     accelerator = Accelerator(mixed_precision=args.mixed_precision, log_with=report_to, project_config=project,
                               cpu=not torch.cuda.is_available() and not deepspeed, dynamo_plugin=dynamo)
