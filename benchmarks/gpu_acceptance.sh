@@ -31,11 +31,8 @@ else
     config=sd15; resolution=256; batch=32; large=512; predict_precision=bf16
     device="$("$python" -c 'import torch; print(torch.cuda.get_device_name(0))')"
 fi
-if [ -n "${GPU_ACCEPTANCE_WORK:-}" ]; then
-    work="$GPU_ACCEPTANCE_WORK"; mkdir -p "$work"
-else
-    work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
-fi
+source benchmarks/tiny_chain.sh
+work_folder "${GPU_ACCEPTANCE_WORK:-}"
 
 {
     echo "# GPU acceptance: $device"
@@ -48,40 +45,14 @@ fi
 "$python" benchmarks/throughput.py --config "$config" --resolution "$resolution" --resolution "$large" --batch-size "$batch" \
     --work-dir "$work/bench" --prepare-only > "$work/bench-prepare.log" 2>&1 &
 prepare=$!
-"$python" download_model.py --tiny --local-dir "$work/tiny" > "$work/model.log" 2>&1 &
-model=$!
-"$python" create_mini_data.py --synthetic --videos-per-task 8 --val-videos-per-task 2 --size 64 --output-dir "$work/raw" \
-    > "$work/data.log" 2>&1 && "$python" make_dataset.py --data-root "$work/raw" --output-dir "$work/processed" >> "$work/data.log" 2>&1
-wait "$model"
-echo "setup (tiny model and clips): $(elapsed) s" >&2
-
-# One precision's chain: train to 20 with a checkpoint, resume to 30; writes its table rows to $work/rows-$1.md.
-train_chain() {
-    local precision=$1 run steps extra code begun loss
-    for run in "train 20" "resume to 30"; do
-        steps=20; extra=()
-        [ "$run" = "resume to 30" ] && { steps=30; extra=(--resume_from_checkpoint latest); }
-        begun=$(date +%s)
-        set +e
-        "$python" train_video_ip2p.py --pretrained_model_name_or_path "$work/tiny" --train_data_dir "$work/processed" \
-            --output_dir "$work/out-$precision" --resolution 64 --train_batch_size 8 --gradient_accumulation_steps 1 \
-            --max_train_steps "$steps" --checkpointing_steps 20 --mixed_precision "$precision" --use_ema --seed 0 \
-            --latent_cache_dir "$work/cache-$precision" --num_validation_images 1 --lr_warmup_steps 0 --logging_steps 1 \
-            "${extra[@]}" > "$work/train-$precision-$steps.log" 2>&1
-        code=$?
-        set -e
-        loss="$(sed -n 's/.*step [0-9]*: loss \([0-9.a-z]*\).*/\1/p' "$work/train-$precision-$steps.log" | tail -1)"
-        echo "| $precision | $run | $code | $(( $(date +%s) - begun )) | ${loss:--} |" >> "$work/rows-$precision.md"
-        [ "$code" = 0 ] || { tail -3 "$work/train-$precision-$steps.log" | sed 's/^/    /'; return 1; } >> "$work/rows-$precision.md"
-    done
-}
+tiny_setup
 
 predict_rollout() {
     local begun code clip
     begun=$(date +%s)
     clip="$(find "$work/raw/val" -mindepth 2 -maxdepth 2 -type d | sort | head -1)"
     set +e
-    "$python" predict.py --model "$work/out-bf16" --video "$clip" --instruction "moving something" --num-future-frames 3 \
+    "$python" predict.py --model "$work/bf16" --video "$clip" --instruction "moving something" --num-future-frames 3 \
         --precision "$predict_precision" --output-dir "$work/rollout" > "$work/predict.log" 2>&1
     code=$?
     set -e
@@ -90,17 +61,17 @@ predict_rollout() {
 }
 
 # Tiny training, both precisions at once; then the rollout of the bf16 model.
-(train_chain bf16 && predict_rollout) &
+(tiny_chain bf16 bf16 1 "$python" && predict_rollout) &
 bf16=$!
-train_chain fp16 &
+tiny_chain fp16 fp16 1 "$python" &
 fp16=$!
 wait "$bf16" || true
 wait "$fp16" || true
 {
     echo "## Tiny end-to-end video training (64 px, batch 8, EMA, checkpoint at step 20, resumed to 30)"
     echo
-    echo "| precision | run | exit | seconds | last logged loss |"
-    echo "| --- | --- | --- | --- | --- |"
+    echo "| precision | run | exit | seconds | last logged loss | checkpoint-20 holds |"
+    echo "| --- | --- | --- | --- | --- | --- |"
     cat "$work/rows-bf16.md" "$work/rows-fp16.md" 2>/dev/null
     echo
     echo "| rollout | exit | seconds | files |"
