@@ -39,7 +39,7 @@ records a ``torch.profiler`` trace of 5 steps of one row and prints the
 wall and device-busy time per step, the top 10 kernels and the host time
 spent launching them.
 
-    python benchmarks/throughput.py --config tiny                  # CPU, about a minute
+    python benchmarks/throughput.py --config tiny                  # CPU, about 4 minutes (2 cores)
     python benchmarks/throughput.py --config sd15 --work-dir /tmp/tp   # GPU: SD-1.5-shaped 84-channel UNet, 256 and 512
     python benchmarks/throughput.py --config sd15 --resolution 256 --json perf.json --budget-s 240
 """
