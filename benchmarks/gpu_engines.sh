@@ -46,15 +46,16 @@ tiny_setup
 # The three chains side by side (tiny model: the GPU and the host's 16 cores have room), each launch on its own
 # port. FSDP wraps every block of over 100k parameters (the config's 1M would leave the 0.8M-parameter tiny UNet
 # unwrapped), so the tiny run has the nested units of the SD-1.5 UNet's run.
-accelerate_launch=("$python" -m accelerate.commands.launch --num_processes 1 --mixed_precision bf16)
-tiny_chain plain bf16 2 "$python" & plain=$!
-tiny_chain fsdp bf16 2 "${accelerate_launch[@]}" --config_file configs/fsdp.yaml --fsdp_min_num_params 100000 \
+precision=bf16
+accelerate_launch=("$python" -m accelerate.commands.launch --num_processes 1 --mixed_precision "$precision")
+tiny_chain plain "$precision" 2 "$python" & plain=$!
+tiny_chain fsdp "$precision" 2 "${accelerate_launch[@]}" --config_file configs/fsdp.yaml --fsdp_min_num_params 100000 \
     --main_process_port 29511 & fsdp=$!
-tiny_chain deepspeed_zero2 bf16 2 "${accelerate_launch[@]}" --config_file configs/deepspeed_zero2.yaml \
+tiny_chain deepspeed_zero2 "$precision" 2 "${accelerate_launch[@]}" --config_file configs/deepspeed_zero2.yaml \
     --main_process_port 29512 & deepspeed=$!
 wait "$plain" || true; wait "$fsdp" || true; wait "$deepspeed" || true
 {
-    echo "## Tiny video training, bf16, EMA, batch 8 x accumulation 2, checkpoint at 20, resumed to 30"
+    echo "## Tiny video training, $precision, EMA, batch 8 x accumulation 2, checkpoint at 20, resumed to 30"
     echo
     echo "| engine | run | exit | seconds | last logged loss | checkpoint-20 holds |"
     echo "| --- | --- | --- | --- | --- | --- |"
