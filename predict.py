@@ -11,6 +11,7 @@ Sampling defaults (steps, guidance, samples averaged) are the ones saved with
 the model at training time.
 """
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -90,6 +91,9 @@ def write_prediction(folder: Path, frames, predicted, truth, resolution: int, fp
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.num_future_frames > 1 and importlib.util.find_spec("av") is None:  # checked before the model is loaded
+        raise UserError("--num-future-frames above 1 writes rollout.mp4 with PyAV, which is not installed here: "
+                        "pip install av (it is in requirements.txt), or predict one frame")
     import torch
     from PIL import ImageOps
 
