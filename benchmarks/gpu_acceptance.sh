@@ -23,6 +23,8 @@ budget="${GPU_ACCEPTANCE_BUDGET_S:-360}"
 started=$(date +%s)
 elapsed() { echo $(( $(date +%s) - started )); }
 
+source benchmarks/tiny_chain.sh
+require_modules diffusers datasets av
 if [ "${GPU_ACCEPTANCE_DRY_RUN:-0}" = 1 ]; then
     config=tiny; resolution=64; batch=4; large=96; predict_precision=fp32
     device="CPU dry run ($(nproc) cores): the tiny config stands in for sd15; no figure here is a GPU figure"
@@ -31,7 +33,6 @@ else
     config=sd15; resolution=256; batch=32; large=512; predict_precision=bf16
     device="$("$python" -c 'import torch; print(torch.cuda.get_device_name(0))')"
 fi
-source benchmarks/tiny_chain.sh
 work_folder "${GPU_ACCEPTANCE_WORK:-}"
 
 {

@@ -3,22 +3,14 @@
 # beside a plain run, all three the same tiny bf16 training with EMA (20 steps with a checkpoint, then a
 # resume to 30), then their saved UNets side by side. About 3 minutes on a slow GPU host; it fits in the
 # lease after gpu_acceptance.sh.
-#   bash benchmarks/gpu_engines.sh --wheels     # here, with network: DeepSpeed and its needs into .whl/
-#   bash benchmarks/gpu_engines.sh [REPORT.md]  # there (default gpu_engines.md), after the .whl/ install line
+#   bash benchmarks/gpu_engines.sh [REPORT.md]  # default gpu_engines.md; on the GPU machine through gpu_session.sh,
+#                                               # which installs DeepSpeed from the .whl/ that gpu_wheels.sh makes here
 #   GPU_ENGINES_DRY_RUN=1 bash benchmarks/gpu_engines.sh   # the whole script on CPU: DeepSpeed runs one process
 #                                                          # with its CPU accelerator; FSDP is refused (GPU only)
 #   GPU_ENGINES_WORK   keep the work folder (model, clips, runs, logs) here instead of a temporary one
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${PYTHON:-python}"
-
-if [ "${1:-}" = "--wheels" ]; then
-    bash ../shared/gpu/wheels.sh hjson msgpack ninja py-cpuinfo einops pydantic pydantic-core annotated-types typing-inspection
-    # DeepSpeed publishes no wheel; without DS_BUILD_OPS its ops compile on first use (the fused AdamW here needs none).
-    DS_BUILD_OPS=0 python3 -m pip wheel -q --no-deps -w .whl deepspeed
-    ls -1 .whl | grep -i deepspeed
-    exit 0
-fi
 
 report="${1:-gpu_engines.md}"
 started=$(date +%s)
@@ -29,9 +21,8 @@ else
     "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "error: no CUDA device visible; this script runs the engines on a GPU (GPU_ENGINES_DRY_RUN=1 runs it on CPU)")'
     device="$("$python" -c 'import torch; print(torch.cuda.get_device_name(0))')"
 fi
-"$python" -c 'import deepspeed' 2>/dev/null \
-    || { echo "error: DeepSpeed is not importable; run bash benchmarks/gpu_engines.sh --wheels here and install .whl/ there" >&2; exit 1; }
 source benchmarks/tiny_chain.sh
+require_modules diffusers datasets deepspeed
 work_folder "${GPU_ENGINES_WORK:-}"
 
 {

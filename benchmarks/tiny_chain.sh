@@ -1,5 +1,13 @@
-# Sourced by gpu_acceptance.sh and gpu_engines.sh: the work folder, the tiny model and clips, and the
-# train-then-resume chain both scripts run. Needs $python and the caller's elapsed().
+# Sourced by gpu_acceptance.sh and gpu_engines.sh: the check of what they import, the work folder, the tiny
+# model and clips, and the train-then-resume chain both scripts run. Needs $python and the caller's elapsed().
+
+# require_modules MODULE...: stop in one line, before any work, when one of them cannot be imported.
+require_modules() {
+    local missing
+    missing="$("$python" -c 'import importlib.util, sys; print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))' "$@")"
+    [ -z "$missing" ] || { echo "error: $python cannot import $missing; on the GPU machine, make .whl/ here with" \
+        "bash benchmarks/gpu_wheels.sh, carry it and run bash benchmarks/gpu_session.sh, which installs it" >&2; exit 1; }
+}
 
 # work_folder KEEP: $work is KEEP when set (kept afterwards), else a temporary folder removed on exit.
 work_folder() {

@@ -254,3 +254,23 @@ def test_the_launchers_default_precision_is_not_taken_for_a_choice_on_a_mocked_g
     assert resolved(parsed("--mixed_precision", "no"), cuda_available=True)[0].mixed_precision == "no"
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
     assert resolved(parsed(), cuda_available=True)[0].mixed_precision == "fp16"
+
+
+def test_gpu_session_with_pyav_hidden_stops_the_acceptance_before_any_work(tmp_path):
+    """As on the lent GPU machine without PyAV carried: the acceptance stops in one line naming the missing module
+    and the wheels helper, before it makes a model, a clip or its report; the session records that part's exit."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['av'] = None  # PyAV cannot be imported\n")
+    (tmp_path / "no_wheels").mkdir()
+    env = script_env(tmp_path, PYTHONPATH=str(hide), PYTHON=sys.executable, GPU_SESSION_DRY_RUN="1",
+                     GPU_WHEELS=str(tmp_path / "no_wheels"))
+    out = tmp_path / "out"
+    done = subprocess.run(["bash", "benchmarks/gpu_session.sh", str(out), "acceptance"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "cannot import av" in errors[0] and "gpu_wheels.sh" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert "acceptance: exit 1" in (out / "session.txt").read_text()
+    assert not (out / "gpu_acceptance.md").exists()
