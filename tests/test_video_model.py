@@ -406,16 +406,16 @@ def test_motion_prior_trains_from_the_cache_saves_itself_and_needs_no_flag_later
     np.testing.assert_allclose(np.asarray(rolled[0], dtype=np.float32) / 255, flow, atol=1 / 255)
 
 
-def test_rollout_without_pyav_stops_before_loading_the_model(tmp_path, monkeypatch, capsys):
+def test_rollout_without_pyav_stops_before_loading_the_model(tmp_path):
     """PyAV hidden from the import system (as on a machine without it): the rollout's MP4 could not be written,
-    so predict.py says so in one line before any work, and writes nothing."""
-    import predict
-    from ip2p.shared.cli import run_main
-
-    monkeypatch.setitem(sys.modules, "av", None)
+    so predict.py says so in one line before any work (the model folder does not even exist), and writes nothing."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['av'] = None  # PyAV cannot be imported\n")
     output = tmp_path / "rollout"
-    code = run_main(predict.main, ["--model", str(tmp_path / "no_model_here"), "--video", str(tmp_path / "no_clip"),
-                                   "--instruction", "x", "--num-future-frames", "3", "--output-dir", str(output)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code != 0 and len(err) == 1 and "pip install av" in err[0]
+    done = run_script("predict.py", "--model", tmp_path / "no_model_here", "--video", tmp_path / "no_clip",
+                      "--instruction", "x", "--num-future-frames", 3, "--output-dir", output, cwd=tmp_path,
+                      env=script_env(tmp_path, PYTHONPATH=str(hide)))
+    err = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and len(err) == 1 and "pip install av" in err[0], done.stderr
     assert not output.exists()
