@@ -24,21 +24,19 @@ started=$(date +%s)
 elapsed() { echo $(( $(date +%s) - started )); }
 
 source benchmarks/tiny_chain.sh
-require_modules diffusers datasets av
+check_machine GPU_ACCEPTANCE_DRY_RUN diffusers datasets av
 if [ "${GPU_ACCEPTANCE_DRY_RUN:-0}" = 1 ]; then
     config=tiny; resolution=64; batch=4; large=96; predict_precision=fp32
-    device="CPU dry run ($(nproc) cores): the tiny config stands in for sd15; no figure here is a GPU figure"
+    device="$device: the tiny config stands in for sd15; no figure here is a GPU figure"
 else
-    "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "error: no CUDA device visible; this script measures a GPU (GPU_ACCEPTANCE_DRY_RUN=1 runs it on CPU)")'
     config=sd15; resolution=256; batch=32; large=512; predict_precision=bf16
-    device="$("$python" -c 'import torch; print(torch.cuda.get_device_name(0))')"
 fi
 work_folder "${GPU_ACCEPTANCE_WORK:-}"
 
 {
     echo "# GPU acceptance: $device"
     echo
-    echo "torch $("$python" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)'), $(date -u +%Y-%m-%d), budget ${budget} s"
+    echo "$versions, $(date -u +%Y-%m-%d), budget ${budget} s"
     echo
 } > "$report"
 

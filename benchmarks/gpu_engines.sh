@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The sharding engines on one GPU, one process each: configs/fsdp.yaml and configs/deepspeed_zero2.yaml
 # beside a plain run, all three the same tiny bf16 training with EMA (20 steps with a checkpoint, then a
-# resume to 30), then their saved UNets side by side. About 3 minutes on a slow GPU host; it fits in the
-# lease after gpu_acceptance.sh.
+# resume to 30), then their saved UNets side by side. About 3 minutes on a slow GPU host; gpu_session.sh runs
+# it before gpu_acceptance.sh in one lease.
 #   bash benchmarks/gpu_engines.sh [REPORT.md]  # default gpu_engines.md; on the GPU machine through gpu_session.sh,
 #                                               # which installs DeepSpeed from the .whl/ that gpu_wheels.sh makes here
 #   GPU_ENGINES_DRY_RUN=1 bash benchmarks/gpu_engines.sh   # the whole script on CPU: DeepSpeed runs one process
@@ -15,20 +15,15 @@ python="${PYTHON:-python}"
 report="${1:-gpu_engines.md}"
 started=$(date +%s)
 elapsed() { echo $(( $(date +%s) - started )); }
-if [ "${GPU_ENGINES_DRY_RUN:-0}" = 1 ]; then
-    device="CPU dry run ($(nproc) cores): no figure here is a GPU figure"
-else
-    "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "error: no CUDA device visible; this script runs the engines on a GPU (GPU_ENGINES_DRY_RUN=1 runs it on CPU)")'
-    device="$("$python" -c 'import torch; print(torch.cuda.get_device_name(0))')"
-fi
 source benchmarks/tiny_chain.sh
-require_modules diffusers datasets deepspeed
+check_machine GPU_ENGINES_DRY_RUN diffusers datasets deepspeed
+if [ "${GPU_ENGINES_DRY_RUN:-0}" = 1 ]; then device="$device: no figure here is a GPU figure"; fi
 work_folder "${GPU_ENGINES_WORK:-}"
 
 {
     echo "# Engines on one process: $device"
     echo
-    echo "torch $("$python" -c 'import torch; print(torch.__version__)'), accelerate $("$python" -c 'import accelerate; print(accelerate.__version__)'), deepspeed $("$python" -c 'import deepspeed; print(deepspeed.__version__)' 2>/dev/null | tail -1), $(date -u +%Y-%m-%d)"
+    echo "$versions, $(date -u +%Y-%m-%d)"
     echo
 } > "$report"
 

@@ -33,18 +33,10 @@ if compgen -G "$wheels/*.whl" > /dev/null; then
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$scratch/site" "$wheels"/*.whl
     export PYTHONPATH="$scratch/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
-"$PYTHON" - > "$out/session.txt" <<'PY'
-import importlib.metadata as metadata, platform
-import torch
-names = ["torch", "diffusers", "transformers", "accelerate", "datasets", "huggingface_hub", "av", "deepspeed"]
-def version(name):
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "missing"
-print("Python", platform.python_version(), "|", ", ".join(f"{name} {version(name)}" for name in names))
-print("device:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device")
-PY
+python="$PYTHON"
+source benchmarks/tiny_chain.sh
+check_machine GPU_SESSION_DRY_RUN
+printf 'device: %s\n%s\n' "$device" "$versions" > "$out/session.txt"
 cat "$out/session.txt"
 echo "installed and checked: $(elapsed) s"
 

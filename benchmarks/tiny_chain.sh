@@ -1,12 +1,35 @@
-# Sourced by gpu_acceptance.sh and gpu_engines.sh: the check of what they import, the work folder, the tiny
-# model and clips, and the train-then-resume chain both scripts run. Needs $python and the caller's elapsed().
+# Sourced by gpu_session.sh, gpu_acceptance.sh and gpu_engines.sh: the check of the machine, the work folder,
+# the tiny model and clips, and the train-then-resume chain both GPU scripts run. Needs $python (and for
+# tiny_setup the caller's elapsed()).
 
-# require_modules MODULE...: stop in one line, before any work, when one of them cannot be imported.
-require_modules() {
-    local missing
-    missing="$("$python" -c 'import importlib.util, sys; print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))' "$@")"
-    [ -z "$missing" ] || { echo "error: $python cannot import $missing; on the GPU machine, make .whl/ here with" \
-        "bash benchmarks/gpu_wheels.sh, carry it and run bash benchmarks/gpu_session.sh, which installs it" >&2; exit 1; }
+# check_machine DRY_RUN_VARIABLE MODULE...: in one Python process (torch alone takes 7.5 s to import on the GPU
+# host), stop in one line, before any work, when a MODULE cannot be imported or, outside a dry run, no CUDA
+# device is visible; else set $device (GPU 0's name, or "CPU dry run (N cores)") and $versions (Python, CUDA
+# and the packages these scripts use).
+check_machine() {
+    local dry_run_variable=$1 lines
+    shift
+    lines="$("$python" - "$dry_run_variable" "${!dry_run_variable:-0}" "$@" <<'PY'
+import importlib.metadata as metadata, importlib.util, os, platform, sys
+variable, dry_run, modules = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
+missing = [name for name in modules if importlib.util.find_spec(name) is None]
+if missing:
+    sys.exit(f"error: {sys.executable} cannot import {' '.join(missing)}; on the GPU machine, make .whl/ here with "
+             "bash benchmarks/gpu_wheels.sh, carry it and run bash benchmarks/gpu_session.sh, which installs it")
+import torch
+if not dry_run and not torch.cuda.is_available():
+    sys.exit(f"error: no CUDA device visible; this script measures a GPU ({variable}=1 runs it on CPU)")
+def version(name):
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "missing"
+names = ["torch", "diffusers", "transformers", "accelerate", "datasets", "huggingface_hub", "av", "deepspeed"]
+print(f"CPU dry run ({os.cpu_count()} cores)" if dry_run else torch.cuda.get_device_name(0))
+print(f"Python {platform.python_version()}, CUDA {torch.version.cuda}, " + ", ".join(f"{n} {version(n)}" for n in names))
+PY
+)" || exit 1
+    device="${lines%%$'\n'*}"; versions="${lines#*$'\n'}"
 }
 
 # work_folder KEEP: $work is KEEP when set (kept afterwards), else a temporary folder removed on exit.
