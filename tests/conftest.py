@@ -49,6 +49,15 @@ def script_env(tmp_root: Path, **extra) -> dict:
     return env
 
 
+def hiding_module(tmp_root: Path, name: str) -> str:
+    """A folder to put on PYTHONPATH: its sitecustomize makes ``import NAME`` fail in every Python started
+    with it, as on a machine without that package."""
+    folder = tmp_root / f"hide_{name}"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(f"import sys\nsys.modules[{name!r}] = None  # cannot be imported\n")
+    return str(folder)
+
+
 def run_script(script: str, *args, cwd: Path, env: dict = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run a top-level script with the test interpreter; returns the finished process."""
     return subprocess.run(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, logged_losses, run_script, script_env, train_video
+from conftest import REPO, hiding_module, logged_losses, run_script, script_env, train_video
 from ip2p.training.speed import loader_options, speed_defaults
 from ip2p.training.video_task import parse_video_args
 
@@ -259,11 +259,8 @@ def test_the_launchers_default_precision_is_not_taken_for_a_choice_on_a_mocked_g
 def test_gpu_session_with_pyav_hidden_stops_the_acceptance_before_any_work(tmp_path):
     """As on the lent GPU machine without PyAV carried: the acceptance stops in one line naming the missing module
     and the wheels helper, before it makes a model, a clip or its report; the session records that part's exit."""
-    hide = tmp_path / "hide"
-    hide.mkdir()
-    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['av'] = None  # PyAV cannot be imported\n")
     (tmp_path / "no_wheels").mkdir()
-    env = script_env(tmp_path, PYTHONPATH=str(hide), PYTHON=sys.executable, GPU_SESSION_DRY_RUN="1",
+    env = script_env(tmp_path, PYTHONPATH=hiding_module(tmp_path, "av"), PYTHON=sys.executable, GPU_SESSION_DRY_RUN="1",
                      GPU_WHEELS=str(tmp_path / "no_wheels"))
     out = tmp_path / "out"
     done = subprocess.run(["bash", "benchmarks/gpu_session.sh", str(out), "acceptance"], cwd=REPO, env=env,

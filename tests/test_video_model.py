@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import REPO, free_port, logged_losses, run_script, script_env, train_video, write_clip
+from conftest import REPO, free_port, hiding_module, logged_losses, run_script, script_env, train_video, write_clip
 
 
 def test_make_video_model_keeps_the_base_output_given_the_newest_frame(tiny_model, video_model):
@@ -409,13 +409,10 @@ def test_motion_prior_trains_from_the_cache_saves_itself_and_needs_no_flag_later
 def test_rollout_without_pyav_stops_before_loading_the_model(tmp_path):
     """PyAV hidden from the import system (as on a machine without it): the rollout's MP4 could not be written,
     so predict.py says so in one line before any work (the model folder does not even exist), and writes nothing."""
-    hide = tmp_path / "hide"
-    hide.mkdir()
-    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['av'] = None  # PyAV cannot be imported\n")
     output = tmp_path / "rollout"
     done = run_script("predict.py", "--model", tmp_path / "no_model_here", "--video", tmp_path / "no_clip",
                       "--instruction", "x", "--num-future-frames", 3, "--output-dir", output, cwd=tmp_path,
-                      env=script_env(tmp_path, PYTHONPATH=str(hide)))
+                      env=script_env(tmp_path, PYTHONPATH=hiding_module(tmp_path, "av")))
     err = done.stderr.strip().splitlines()
     assert done.returncode != 0 and len(err) == 1 and "pip install av" in err[0], done.stderr
     assert not output.exists()
