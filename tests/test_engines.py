@@ -1,17 +1,22 @@
 """DeepSpeed ZeRO-2 (configs/deepspeed_zero2.yaml) through the real launcher, on CPU: one process, with
 DeepSpeed's CPU accelerator (accelerate forms no multi-process DeepSpeed group on a machine without GPUs).
 What these pin down is what DeepSpeed does unlike DDP: it steps its optimizer inside ``backward``, and in
-bf16 it trains bf16 weights with fp32 master copies in its optimizer. FSDP cannot run on CPU through
-accelerate at all; benchmarks/gpu_engines.sh runs both engines on a GPU."""
+bf16 it trains bf16 weights with fp32 master copies in its optimizer. accelerate runs FSDP on GPUs only; its
+sharding is checked here with accelerate patched onto FSDP on CPU (tests/fsdp_on_cpu), two processes;
+benchmarks/gpu_engines.sh runs both engines through the real launcher on a GPU."""
 
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import REPO, free_port, run_script, script_env
 from safetensors.torch import load_file
+
+from ip2p.shared.cli import UserError
+from ip2p.training.engines import check_fsdp_settings
 
 UNET_FILE = "unet/diffusion_pytorch_model.safetensors"
 
@@ -83,3 +88,50 @@ def test_fsdp_config_on_a_machine_without_gpus_is_one_line_and_writes_nothing(tm
     assert first.startswith("error: the accelerate config asks for FSDP, which accelerate runs on GPUs only"), done.stderr[-2000:]
     assert "RuntimeError" not in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def torchrun_two(cwd, args, fsdp: bool):
+    """train_video_ip2p.py in two CPU processes: DDP, or FSDP through the patched accelerate of tests/fsdp_on_cpu."""
+    env = script_env(cwd, FSDP_ON_CPU="1", PYTHONPATH=str(REPO / "tests" / "fsdp_on_cpu")) if fsdp else script_env(cwd)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+                           str(REPO / "train_video_ip2p.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
+
+
+def test_fsdp_patched_onto_cpu_trains_validates_and_resumes_to_the_ema_weights_of_ddp(tmp_path, tiny_model, clips):
+    """Two processes, fp32, EMA: between steps each process holds a flat 1-D shard of every wrapped unit. The
+    EMA averages the weights gathered whole (it failed on the shards' shapes), validation and the saved
+    pipeline use a plain copy (the unwrapped module ran on shards), and the run resumes from FSDP's own
+    checkpoint to the weights DDP trains without a break."""
+    ema = ["--use_ema", "--num_validation_images", "1"]
+    torchrun_two(tmp_path, train_args(tiny_model, clips, "ddp", "--use_ema"), fsdp=False)
+    whole = torchrun_two(tmp_path, train_args(tiny_model, clips, "fsdp", *ema), fsdp=True)
+    assert "UNet weights identical" not in whole.stdout  # the DDP check of replicas, which shards would fail
+    assert (tmp_path / "fsdp/checkpoint-2/pytorch_model_fsdp.bin").is_file()  # FSDP's checkpoint, not DDP's
+    assert list((tmp_path / "fsdp/validation").rglob("*.png")), "no validation image under FSDP"
+    (tmp_path / "resumed").mkdir()
+    shutil.copytree(tmp_path / "fsdp/checkpoint-2", tmp_path / "resumed/checkpoint-2")
+    resumed = torchrun_two(tmp_path, train_args(tiny_model, clips, "resumed", *ema, "--resume_from_checkpoint", "latest"), fsdp=True)
+    assert "at step 2" in resumed.stdout
+
+    base = load_file(str(tiny_model / UNET_FILE))
+    reference = load_file(str(tmp_path / "ddp" / UNET_FILE))
+    moved = max((reference[k] - base[k]).abs().max().item() for k in base if base[k].shape == reference[k].shape)
+    assert moved > 1e-4  # the EMA moved: agreeing below means agreeing on the updates and their averages
+    for run in ("fsdp", "resumed"):
+        weights = load_file(str(tmp_path / run / UNET_FILE))
+        assert weights.keys() == reference.keys()
+        difference = max((weights[k] - reference[k]).abs().max().item() for k in reference)
+        assert difference < 1e-6, (run, difference)
+
+
+@pytest.mark.parametrize("plugin, named", [(dict(fsdp_version=2, use_orig_params=True), "fsdp_version: 1"),
+                                           (dict(fsdp_version=1, use_orig_params=False), "fsdp_use_orig_params: true")])
+def test_fsdp_settings_the_trainer_cannot_train_with_are_refused_naming_the_setting(plugin, named):
+    """FSDP 2 holds DTensors and without use_orig_params only flat parameters exist: the EMA and the
+    saved weights need the UNet's own parameters (the accelerate state is a stand-in: no GPU here)."""
+    accelerator = SimpleNamespace(state=SimpleNamespace(fsdp_plugin=SimpleNamespace(**plugin)))
+    with pytest.raises(UserError, match=named):
+        check_fsdp_settings(accelerator)
+    check_fsdp_settings(SimpleNamespace(state=SimpleNamespace(fsdp_plugin=SimpleNamespace(fsdp_version=1, use_orig_params=True))))

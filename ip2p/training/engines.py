@@ -1,13 +1,27 @@
-"""What DeepSpeed ZeRO (``configs/deepspeed_zero2.yaml``) needs from the
-trainer that DDP and FSDP do not. The trainer accumulates gradients itself
-(it divides the loss and syncs on the last micro-batch); DeepSpeed instead
-divides the loss and steps the optimizer inside ``backward``, in bf16 or fp16
-weights with fp32 master copies in its optimizer. So DeepSpeed is told the
-micro-batch, the accumulation and the clipping before ``prepare``, where each
-step ends, and the final weights are read from its fp32 masters."""
+"""What the sharding engines need from the trainer that DDP does not.
+
+DeepSpeed ZeRO (``configs/deepspeed_zero2.yaml``): the trainer accumulates
+gradients itself (it divides the loss and syncs on the last micro-batch);
+DeepSpeed instead divides the loss and steps the optimizer inside
+``backward``, in bf16 or fp16 weights with fp32 master copies in its
+optimizer. So DeepSpeed is told the micro-batch, the accumulation and the
+clipping before ``prepare``, where each step ends, and the final weights are
+read from its fp32 masters.
+
+FSDP (``configs/fsdp.yaml``, version 1 with ``use_orig_params``): between
+steps each process holds only a shard of every wrapped unit, as flat 1-D
+views. The EMA keeps whole averages on every process, updated from the
+weights gathered for the moment (one extra all-gather a step); validation and
+the saved pipeline use a plain copy of the UNet built on the main process,
+since the wrapped module cannot run on one process alone."""
+
+from contextlib import contextmanager
 
 import torch
 from accelerate.utils import DistributedType
+
+from ..shared.cli import UserError
+from .saving import unwrap
 
 
 def uses_deepspeed(accelerator) -> bool:
@@ -47,3 +61,49 @@ def load_fp32_masters(unet) -> None:
     for param, master in zip(unet.parameters(), masters):
         if master is not None:  # frozen parameters have no master copy
             param.copy_(master)
+
+
+def uses_fsdp(accelerator) -> bool:
+    return accelerator.distributed_type == DistributedType.FSDP
+
+
+def check_fsdp_settings(accelerator) -> None:
+    """The trainer reads the UNet's own parameters (EMA, the saved weights): FSDP
+    keeps them between steps only with ``use_orig_params`` in version 1."""
+    plugin = accelerator.state.fsdp_plugin
+    if getattr(plugin, "fsdp_version", 1) != 1:
+        raise UserError(f"the accelerate config asks for FSDP version {plugin.fsdp_version}; this trainer runs FSDP version 1 "
+                        "(configs/fsdp.yaml): set fsdp_version: 1")
+    if not plugin.use_orig_params:
+        raise UserError("the accelerate config sets fsdp_use_orig_params: false; this trainer needs the UNet's own parameters "
+                        "(EMA, saving): set fsdp_use_orig_params: true, as configs/fsdp.yaml does")
+
+
+@contextmanager
+def whole_parameters(accelerator, unet):
+    """The UNet's parameters whole, in the order of the unwrapped module's, for
+    the block. Under FSDP they are gathered from the shards (every process must
+    enter; read-only: changes are not written back); else they are the UNet's own."""
+    if not uses_fsdp(accelerator):
+        yield list(unet.parameters())
+        return
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    with FullyShardedDataParallel.summon_full_params(unet, writeback=False):
+        yield list(unet.parameters())
+
+
+def gathered_unet(accelerator, unet, ema=None):
+    """Under FSDP: a plain copy of the UNet on the main process, None on the
+    others, holding the EMA weights if kept (whole on every process), else the
+    trained weights gathered from every process's shard (every process must call this)."""
+    state = accelerator.get_state_dict(unet) if ema is None else None  # a collective; the full dict lands on the main process
+    if not accelerator.is_main_process:
+        return None
+    inner = unwrap(accelerator, unet)  # its units still hold shards
+    plain = type(inner).from_config(inner.config).to(accelerator.device)
+    if ema is not None:
+        ema.copy_to(plain.parameters())
+    else:
+        plain.load_state_dict(state)
+    return plain

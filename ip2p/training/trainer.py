@@ -33,7 +33,8 @@ from .caches import build_prompt_table, fill_latent_cache
 from .checkpoints import (TrainState, find_checkpoint, later_checkpoints, list_checkpoints, load_checkpoint, remove_partial_checkpoints,
                           save_checkpoint)
 from .conditioning import apply_conditioning_dropout, conditioning_dropout_masks
-from .engines import configure_deepspeed, load_fp32_masters, mark_step_end, uses_deepspeed
+from .engines import (check_fsdp_settings, configure_deepspeed, gathered_unet, load_fp32_masters, mark_step_end, uses_deepspeed,
+                      uses_fsdp, whole_parameters)
 from .objectives import FrameObjective, denoising_target, draw_timesteps
 from .run_folder import check_output_dir, prepare_output_dir
 from .run_logger import RunLogger
@@ -61,6 +62,8 @@ def build_trainer(args, task: TrainingTask, models: Optional[Models] = None) -> 
     ``--pretrained_model_name_or_path`` unless given (the benchmark's random ones)."""
     # Setup: resolved arguments, accelerator, output folder:
     accelerator, args = init_run(args)
+    if uses_fsdp(accelerator):
+        check_fsdp_settings(accelerator)
     output_dir = Path(args.output_dir)
     check_output_dir(args, task.script)  # on every process, before any of them writes
     accelerator.wait_for_everyone()
@@ -366,7 +369,8 @@ class Trainer:
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
-            self.ema.step(self.models.unet.parameters())
+            with whole_parameters(self.accelerator, self.models.unet) as parameters:
+                self.ema.step(parameters)
 
     def report(self, progress, pending: List[Tuple[torch.Tensor, float]], samples_per_second: float) -> None:
         """Log every pending step's loss and learning rate (and the current rate), update the progress bar."""
@@ -394,20 +398,30 @@ class Trainer:
         """Run the task's validation on the main process, with EMA weights if kept."""
         accelerator, step = self.accelerator, self.state.global_step
         self.last_validated_step = step
-        if accelerator.is_main_process and self.task.validation_images is not None:
-            with self.averaged_weights() as unet:
+        if self.task.validation_images is None:
+            return
+        images = None
+        with self.averaged_weights() as unet:  # every process enters: under FSDP it gathers the weights
+            if unet is not None:
                 generator = torch.Generator(device=accelerator.device).manual_seed(self.args.seed)
                 unet.eval()
                 with accelerator.autocast():
                     images = self.task.validation_images(self.pipeline(unet), self.args, generator)
                 unet.train()
-            if images:
-                tqdm.write(f"validation images: {self.logger.images('validation', images, step)}")
+        if images:
+            tqdm.write(f"validation images: {self.logger.images('validation', images, step)}")
         accelerator.wait_for_everyone()
 
     @contextmanager
     def averaged_weights(self):
-        """The plain UNet, holding the EMA weights (if kept) until the block ends."""
+        """On the main process, the plain UNet holding the EMA weights (if kept)
+        until the block ends; None on the others. Every process must enter."""
+        if uses_fsdp(self.accelerator):  # a copy: the wrapped module cannot run on one process alone
+            yield gathered_unet(self.accelerator, self.models.unet, self.ema)
+            return
+        if not self.accelerator.is_main_process:
+            yield None
+            return
         unet = unwrap(self.accelerator, self.models.unet)
         if self.ema is None:
             yield unet
@@ -428,12 +442,15 @@ class Trainer:
     def finish(self) -> Path:
         """Check that every process holds the same weights, then save the final pipeline (EMA weights if kept)."""
         accelerator, output_dir = self.accelerator, Path(self.args.output_dir)
-        check_replicas_in_sync(accelerator, self.models.unet)
+        unet = unwrap(accelerator, self.models.unet)
+        if uses_fsdp(accelerator):  # each process holds its own shard, one copy of every weight: nothing to compare
+            unet = gathered_unet(accelerator, self.models.unet, self.ema)  # every process takes part
+        else:
+            check_replicas_in_sync(accelerator, self.models.unet)
         if uses_deepspeed(accelerator):
-            load_fp32_masters(unwrap(accelerator, self.models.unet))  # gathers the shards: every process takes part
+            load_fp32_masters(unet)  # gathers the shards: every process takes part
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            unet = unwrap(accelerator, self.models.unet)
             if self.ema is not None:
                 self.ema.copy_to(unet.parameters())
             save_pipeline(self.pipeline(unet), output_dir, self.save_args)
