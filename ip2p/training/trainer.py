@@ -442,17 +442,17 @@ class Trainer:
     def finish(self) -> Path:
         """Check that every process holds the same weights, then save the final pipeline (EMA weights if kept)."""
         accelerator, output_dir = self.accelerator, Path(self.args.output_dir)
-        unet = unwrap(accelerator, self.models.unet)
         if uses_fsdp(accelerator):  # each process holds its own shard, one copy of every weight: nothing to compare
-            unet = gathered_unet(accelerator, self.models.unet, self.ema)  # every process takes part
+            unet = gathered_unet(accelerator, self.models.unet, self.ema)  # every process takes part; EMA weights if kept
         else:
             check_replicas_in_sync(accelerator, self.models.unet)
-        if uses_deepspeed(accelerator):
-            load_fp32_masters(unet)  # gathers the shards: every process takes part
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
+            unet = unwrap(accelerator, self.models.unet)
+            if uses_deepspeed(accelerator):
+                load_fp32_masters(unet)  # gathers the shards: every process takes part
             if self.ema is not None:
                 self.ema.copy_to(unet.parameters())
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
             save_pipeline(self.pipeline(unet), output_dir, self.save_args)
             accelerator.print(f"saved the trained pipeline to {output_dir}")
             if self.args.push_to_hub:

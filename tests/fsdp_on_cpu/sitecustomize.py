@@ -13,8 +13,7 @@ if os.environ.get("FSDP_ON_CPU") == "1":
     import accelerate.state
     import torch
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
-    from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig
-    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig, FullyShardedDataParallel
     from torch.distributed.fsdp._flat_param import FlatParamHandle
 
     def _fsdp_plugin(mixed_precision: str) -> FullyShardedDataParallelPlugin:
