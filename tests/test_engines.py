@@ -16,7 +16,7 @@ from conftest import REPO, free_port, run_script, script_env
 from safetensors.torch import load_file
 
 from ip2p.shared.cli import UserError
-from ip2p.training.engines import check_fsdp_settings
+from ip2p.training.engines import check_cuda_graph_accumulation, check_fsdp_settings
 
 UNET_FILE = "unet/diffusion_pytorch_model.safetensors"
 
@@ -135,3 +135,17 @@ def test_fsdp_settings_the_trainer_cannot_train_with_are_refused_naming_the_sett
     with pytest.raises(UserError, match=named):
         check_fsdp_settings(accelerator)
     check_fsdp_settings(SimpleNamespace(state=SimpleNamespace(fsdp_plugin=SimpleNamespace(fsdp_version=1, use_orig_params=True))))
+
+
+@pytest.mark.parametrize("engine", ["FSDP", "DEEPSPEED"])
+def test_cuda_graph_accumulation_under_a_sharding_engine_is_refused_naming_the_way_out(engine):
+    """The trainer's own .grad buffers keep accumulated gradients out of CUDA graph memory; FSDP and DeepSpeed
+    keep theirs elsewhere (the accelerator is a stand-in: no GPU here)."""
+    from accelerate.utils import DistributedType
+
+    accelerator = SimpleNamespace(distributed_type=DistributedType[engine])
+    flags = dict(torch_compile=True, torch_compile_mode="reduce-overhead", gradient_accumulation_steps=2)
+    with pytest.raises(UserError, match=f"not under {engine}: use --torch_compile_mode default, or --gradient_accumulation_steps 1"):
+        check_cuda_graph_accumulation(accelerator, SimpleNamespace(**flags))
+    check_cuda_graph_accumulation(accelerator, SimpleNamespace(**{**flags, "gradient_accumulation_steps": 1}))
+    check_cuda_graph_accumulation(SimpleNamespace(distributed_type=DistributedType.MULTI_GPU), SimpleNamespace(**flags))

@@ -102,9 +102,9 @@ def reference_losses(tmp_path_factory, clips):
     (["--attention", "eager"], 1e-4),
     (["--fused_adam"], 1e-4),
     (["--mixed_precision", "bf16"], 3e-2),  # bf16 keeps 8 bits of mantissa
-    # Inductor fuses and reorders float sums; Adam's first updates are close to
-    # sign(gradient), so those last-bit differences show by step 3 (measured 0.7%).
-    pytest.param(["--torch_compile"], 2e-2, marks=pytest.mark.starts_first),  # a cold CPU compile: about 2 minutes
+    # A cold CPU compile: 1-2 minutes. At 2e-2 this passed while CPU inductor's layout
+    # optimization returned gradients 42% off (0.7% in the loss by step 3; configure_compiler).
+    pytest.param(["--torch_compile"], 1e-4, marks=pytest.mark.starts_first),
 ])
 def test_each_speed_option_trains_to_the_reference_loss(reference_losses, clips, option, tolerance):
     work, model, reference = reference_losses
@@ -129,6 +129,105 @@ def test_xformers_attention_without_xformers_is_one_clear_line(tmp_path, tiny_mo
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1].startswith("error: --attention xformers needs xformers")
     assert "Traceback" not in done.stderr
+
+
+
+class GraphPoolBackward(torch.autograd.Function):
+    """Stands in for a CUDA graph's backward (mocked: no GPU here): the gradient comes back in the graph's own
+    memory, which its next replay rewrites, and nothing else holds the returned tensor, so autograd may keep it."""
+    pool = torch.zeros(3)
+
+    @staticmethod
+    def forward(ctx, weight, x):
+        ctx.save_for_backward(x)
+        return (weight * x).sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        GraphPoolBackward.pool.copy_(grad * x)
+        return torch.empty(0).set_(GraphPoolBackward.pool.untyped_storage(), 0, (3,), (1,)), None
+
+
+@pytest.mark.parametrize("buffers", [False, True])
+def test_accumulated_gradients_survive_a_mocked_cuda_graph_rewriting_its_memory(buffers):
+    """Without .grad buffers of its own, the first micro-batch's gradient is the graph's memory and the second
+    rewrites it (pytorch/pytorch#169545); with them, both are added (what the trainer keeps under CUDA graphs)."""
+    from ip2p.training.speed import allocate_gradients
+
+    weight = torch.ones(3, requires_grad=True)
+    if buffers:
+        allocate_gradients([weight])
+    for x in (torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 20.0, 30.0])):
+        GraphPoolBackward.apply(weight, x).backward()
+    added = torch.equal(weight.grad, torch.tensor([11.0, 22.0, 33.0]))
+    assert added == buffers, weight.grad
+
+
+def test_only_cuda_graph_compile_modes_with_accumulation_keep_gradient_buffers():
+    from ip2p.training.speed import keeps_gradient_buffers
+
+    def keeps(*flags):
+        return keeps_gradient_buffers(parsed(*flags))
+
+    assert keeps("--torch_compile", "--torch_compile_mode", "reduce-overhead", "--gradient_accumulation_steps", "2")
+    assert keeps("--torch_compile", "--torch_compile_mode", "max-autotune", "--gradient_accumulation_steps", "4")
+    assert not keeps("--torch_compile", "--torch_compile_mode", "reduce-overhead", "--gradient_accumulation_steps", "1")
+    assert not keeps("--torch_compile", "--torch_compile_mode", "max-autotune-no-cudagraphs", "--gradient_accumulation_steps", "2")
+    assert not keeps("--torch_compile_mode", "reduce-overhead", "--gradient_accumulation_steps", "2")  # not compiled
+
+
+def test_trainer_under_cuda_graph_mode_adds_into_the_same_gradient_buffers_every_step(tmp_path, tiny_model, clips, monkeypatch):
+    """Built on CPU (its UNet is compiled lazily, so nothing compiles here): every trained parameter has a
+    zeroed .grad before the first backward, and an optimizer step zeroes it in place instead of freeing it."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    from ip2p.training.trainer import build_trainer
+    from ip2p.training.video_task import video_task
+
+    monkeypatch.chdir(tmp_path)
+    args = parsed("--pretrained_model_name_or_path", str(tiny_model), "--train_data_dir", str(clips / "processed"),
+                  "--output_dir", "out", "--resolution", "32", "--train_batch_size", "2", "--gradient_accumulation_steps", "2",
+                  "--max_train_steps", "2", "--latent_cache_dir", "cache", "--num_validation_images", "0", "--report_to", "none",
+                  "--torch_compile", "--torch_compile_mode", "reduce-overhead", "--seed", "0")
+    try:
+        trainer = build_trainer(args, video_task(args))
+        parameters = [p for p in trainer.models.unet.parameters() if p.requires_grad]
+        assert all(p.grad is not None and not p.grad.any() for p in parameters)
+        buffers = [p.grad.data_ptr() for p in parameters]
+        for p in parameters:
+            p.grad.fill_(1e-3)
+        before = parameters[0].detach().clone()
+        trainer.optimizer_step()
+        assert not torch.equal(parameters[0].detach(), before)  # the step used the gradients
+        assert [p.grad.data_ptr() for p in parameters] == buffers
+        assert all(not p.grad.any() for p in parameters)
+    finally:  # the accelerate state is a process-wide singleton: the next in-process trainer builds its own
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+
+
+
+def test_cuda_graph_check_compares_accumulated_gradients_and_fails_beyond_its_tolerance(tmp_path, tiny_model, clips):
+    """Uncompiled here (TORCHDYNAMO_DISABLE=1: no CUDA graphs on CPU, and a CPU compile takes minutes), so the
+    two sides agree exactly; a negative tolerance shows the failing verdict and exit status."""
+    def check(output, *extra):
+        return subprocess.run([sys.executable, str(REPO / "benchmarks/cuda_graph_check.py"), "--model", str(tiny_model),
+                               "--data", str(clips / "processed"), "--output-dir", str(tmp_path / output), "--resolution", "32",
+                               "--batch-size", "1", "--rounds", "3", *extra],
+                              cwd=tmp_path, env=dict(script_env(tmp_path), TORCHDYNAMO_DISABLE="1"), capture_output=True,
+                              text=True, timeout=300)
+
+    def row(done):
+        return [line for line in done.stdout.splitlines() if line.startswith("| ")][-1]
+
+    done = check("agrees")
+    assert done.returncode == 0, done.stderr[-3000:]
+    cells = row(done).split(" | ")
+    assert cells[0] == "| not compiled (TORCHDYNAMO_DISABLE=1), --torch_compile_mode reduce-overhead, accumulation 2, fp32, 32 px, batch 1"
+    assert cells[1] == "3" and cells[3].startswith("0.00e+00 (rounds: 0.0e+00, 0.0e+00, 0.0e+00)") and cells[4] == "agrees with eager |"
+    differs = check("differs", "--tolerance", "-1")
+    assert differs.returncode == 1 and row(differs).endswith("| DIFFERS beyond -1 |"), differs.stderr[-3000:]
 
 
 THROUGHPUT_ARGS = ["--config", "tiny", "--resolution", "32", "--batch-size", "2", "--steps", "1", "--warmup", "0"]

@@ -22,6 +22,7 @@ from accelerate.utils import DistributedType
 
 from ..shared.cli import UserError
 from .saving import unwrap
+from .speed import keeps_gradient_buffers
 
 
 def uses_deepspeed(accelerator) -> bool:
@@ -77,6 +78,16 @@ def check_fsdp_settings(accelerator) -> None:
     if not plugin.use_orig_params:
         raise UserError("the accelerate config sets fsdp_use_orig_params: false; this trainer needs the UNet's own parameters "
                         "(EMA, saving): set fsdp_use_orig_params: true, as configs/fsdp.yaml does")
+
+
+def check_cuda_graph_accumulation(accelerator, args) -> None:
+    """CUDA graphs with gradient accumulation need ``.grad`` buffers of the
+    trainer's own (``keeps_gradient_buffers``); FSDP and DeepSpeed keep the
+    gradients in buffers of theirs, where the trainer cannot place them."""
+    if keeps_gradient_buffers(args) and (uses_fsdp(accelerator) or uses_deepspeed(accelerator)):
+        raise UserError(f"--torch_compile_mode {args.torch_compile_mode} (CUDA graphs) with --gradient_accumulation_steps "
+                        f"{args.gradient_accumulation_steps} runs on one GPU or under DDP, not under "
+                        f"{accelerator.distributed_type.value}: use --torch_compile_mode default, or --gradient_accumulation_steps 1")
 
 
 @contextmanager

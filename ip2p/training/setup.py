@@ -21,7 +21,7 @@ from diffusers.training_utils import EMAModel
 from ..shared.cli import UserError
 from .args import ResolvedArgs
 from .checkpoints import find_checkpoint, read_state
-from .speed import apply_unet_speed_options, speed_defaults
+from .speed import apply_unet_speed_options, configure_compiler, speed_defaults
 
 
 def init_run(args) -> Tuple[object, ResolvedArgs]:
@@ -120,6 +120,7 @@ def configure_models(args, models, accelerator) -> torch.dtype:
     if args.gradient_checkpointing:
         models.unet.enable_gradient_checkpointing()
     apply_unet_speed_options(models.unet, args)
+    configure_compiler(args, accelerator.device.type)
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True  # shapes are fixed (one resolution, padded full batches): tune once
     if args.allow_tf32 and torch.cuda.is_available():

@@ -27,7 +27,9 @@ records what actually ran:
   step's time apart, and ``benchmarks/throughput.py`` measures the compiled
   rows beside the eager ones. Whether it should become the GPU default for
   long runs waits for those rows on a GPU (issue 26): no default here changes
-  without a measured row.
+  without a measured row. Under CUDA graphs, gradient accumulation adds into
+  ``.grad`` buffers kept between steps (``keeps_gradient_buffers``); on CPU
+  inductor keeps the convolutions' layout (``configure_compiler``).
 """
 
 import os
@@ -107,6 +109,18 @@ def apply_unet_speed_options(unet, args) -> None:
         unet.to(memory_format=torch.channels_last)
 
 
+def configure_compiler(args, device_type: str) -> None:
+    """Inductor settings for a compiled run. On CPU, inductor left to choose
+    the convolutions' memory layout (``layout_optimization``) computed this
+    UNet's gradients 42 % off the eager ones, the loss unchanged (torch 2.13,
+    the tiny UNet whole; no block alone); with the layout kept they agree to
+    1e-6. On a GPU it is left on: benchmarks/cuda_graph_check.py measures it there."""
+    if args.torch_compile and device_type == "cpu":
+        import torch._inductor.config
+
+        torch._inductor.config.layout_optimization = False
+
+
 def loader_options(args, device_type: str) -> dict:
     """DataLoader keyword arguments that keep the device fed."""
     workers = args.dataloader_num_workers
@@ -114,3 +128,27 @@ def loader_options(args, device_type: str) -> dict:
     if workers > 0 and args.dataloader_prefetch_factor is not None:
         options["prefetch_factor"] = args.dataloader_prefetch_factor
     return options
+
+
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # the torch.compile modes that replay the step as CUDA graphs
+
+
+def replays_cuda_graphs(args) -> bool:
+    return bool(args.torch_compile) and args.torch_compile_mode in CUDA_GRAPH_MODES
+
+
+def keeps_gradient_buffers(args) -> bool:
+    """Whether the UNet's gradients live in buffers of their own, zeroed between
+    steps instead of freed. A CUDA graph's backward returns gradients in memory
+    its next replay rewrites, and autograd keeps the first micro-batch's as
+    ``.grad`` when there is none: the next micro-batch would then overwrite what
+    it should add to (pytorch/pytorch#169545, open; torch 2.13 names it in an error). With
+    a ``.grad`` already there, every micro-batch's gradient is added into it."""
+    return replays_cuda_graphs(args) and args.gradient_accumulation_steps > 1
+
+
+def allocate_gradients(parameters) -> None:
+    """A zeroed ``.grad`` for every trained parameter that has none (same layout, so autograd adds into it in place)."""
+    for parameter in parameters:
+        if parameter.requires_grad and parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)

@@ -33,14 +33,14 @@ from .caches import build_prompt_table, fill_latent_cache
 from .checkpoints import (TrainState, find_checkpoint, later_checkpoints, list_checkpoints, load_checkpoint, remove_partial_checkpoints,
                           save_checkpoint)
 from .conditioning import apply_conditioning_dropout, conditioning_dropout_masks
-from .engines import (check_fsdp_settings, configure_deepspeed, gathered_unet, load_fp32_masters, mark_step_end, uses_deepspeed,
-                      uses_fsdp, whole_parameters)
+from .engines import (check_cuda_graph_accumulation, check_fsdp_settings, configure_deepspeed, gathered_unet, load_fp32_masters,
+                      mark_step_end, uses_deepspeed, uses_fsdp, whole_parameters)
 from .objectives import FrameObjective, denoising_target, draw_timesteps
 from .run_folder import check_output_dir, prepare_output_dir
 from .run_logger import RunLogger
 from .saving import check_replicas_in_sync, inference_pipeline, push_pipeline, save_pipeline, unwrap
 from .setup import configure_models, init_run, make_optimization
-from .speed import loader_options
+from .speed import allocate_gradients, keeps_gradient_buffers, loader_options, replays_cuda_graphs
 
 
 @dataclass
@@ -64,6 +64,7 @@ def build_trainer(args, task: TrainingTask, models: Optional[Models] = None) -> 
     accelerator, args = init_run(args)
     if uses_fsdp(accelerator):
         check_fsdp_settings(accelerator)
+    check_cuda_graph_accumulation(accelerator, args)
     output_dir = Path(args.output_dir)
     check_output_dir(args, task.script)  # on every process, before any of them writes
     accelerator.wait_for_everyone()
@@ -97,6 +98,8 @@ def build_trainer(args, task: TrainingTask, models: Optional[Models] = None) -> 
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
     state = restore_state(args, accelerator, optimizer, lr_scheduler, ema)
+    if keeps_gradient_buffers(args):
+        allocate_gradients(models.unet.parameters())
 
     trainer = Trainer(args=args, task=task, models=models, accelerator=accelerator, loader=loader, sampler=sampler,
                       optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema, generator=torch.Generator(device=accelerator.device),
@@ -293,7 +296,7 @@ class Trainer:
         """Forward and backward of one micro-batch; returns the detached loss.
         Gradients are synchronised across processes only on the last micro-step."""
         accelerator = self.accelerator
-        if self.args.torch_compile and self.args.torch_compile_mode == "reduce-overhead":
+        if replays_cuda_graphs(self.args):
             torch.compiler.cudagraph_mark_step_begin()  # the last replay's outputs are dead: its buffers may be reused
         deepspeed = uses_deepspeed(accelerator)
         if deepspeed:
@@ -367,7 +370,7 @@ class Trainer:
         self.accelerator.clip_grad_norm_(self.models.unet.parameters(), self.args.max_grad_norm)
         self.optimizer.step()
         self.lr_scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=not keeps_gradient_buffers(self.args))
         if self.ema is not None:
             with whole_parameters(self.accelerator, self.models.unet) as parameters:
                 self.ema.step(parameters)

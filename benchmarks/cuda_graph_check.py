@@ -1,0 +1,115 @@
+"""Gradient accumulation under CUDA graphs, against the eager step, on the trainer's own step.
+
+A CUDA graph's backward returns gradients in memory its next replay rewrites;
+without ``.grad`` buffers of the trainer's own, the first micro-batch's
+gradient would be overwritten by the second's (pytorch/pytorch#169545).
+This builds the video trainer with ``--torch_compile --torch_compile_mode
+reduce-overhead --gradient_accumulation_steps 2`` in fp32 (TF32 off), then
+for a few rounds accumulates the same two micro-batches, with the same noise,
+through the compiled UNet and through the same UNet uncompiled, compares the
+gradients, and takes an optimizer step (clipping, AdamW, the buffers zeroed
+in place). Prints one markdown row; exits 1 when a round differs by more
+than ``--tolerance`` (relative, over all gradients). ``--mode default``
+compiles without CUDA graphs: it tells a miscompiled step from a graph's
+fault (on CPU, inductor's layout optimization was such a miscompile:
+``configure_compiler``). On CPU there are no CUDA graphs: the run then checks
+only the compiled step (a dry run).
+
+    python benchmarks/cuda_graph_check.py --model TINY_MODEL --data PROCESSED --output-dir /tmp/graphs
+    python benchmarks/cuda_graph_check.py --mode default --model TINY_MODEL --data PROCESSED --output-dir /tmp/compiled
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ip2p.shared.cli import at_least, make_parser, run_main  # noqa: E402
+from ip2p.training.speed import allocate_gradients  # noqa: E402
+
+ROW_HEAD = "| check | rounds | first round (s) | largest relative gradient difference | result |\n| --- | --- | --- | --- | --- |"
+
+
+def accumulated_gradients(trainer, unet, batches, seed: int) -> list:
+    """The gradients of ``batches`` accumulated as one optimizer step, through ``unet``, each micro-batch's noise seeded alike."""
+    trainer.models.unet = unet
+    parameters = [p for p in unet.parameters() if p.requires_grad]
+    allocate_gradients(parameters)  # the trainer keeps them only under CUDA graphs
+    for parameter in parameters:
+        parameter.grad.zero_()
+    for index, batch in enumerate(batches):
+        trainer.generator.manual_seed(seed + index)
+        trainer.micro_step(batch, last_micro_step=index == len(batches) - 1)
+    return [p.grad.detach().clone() for p in parameters]
+
+
+def relative_difference(gradients: list, reference: list) -> float:
+    import torch
+
+    difference = torch.stack([torch.linalg.vector_norm(g - r) for g, r in zip(gradients, reference)])
+    norm = torch.stack([torch.linalg.vector_norm(r) for r in reference])
+    return (torch.linalg.vector_norm(difference) / torch.linalg.vector_norm(norm)).item()
+
+
+def main(argv=None) -> int:
+    parser = make_parser(__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="the base pipeline folder (the tiny model)")
+    parser.add_argument("--data", required=True, help="a processed dataset (make_dataset.py)")
+    parser.add_argument("--output-dir", required=True, help="a new folder for the run")
+    parser.add_argument("--resolution", type=at_least(8), default=64)
+    parser.add_argument("--batch-size", type=at_least(1), default=4, help="per micro-batch; the data must hold two")
+    parser.add_argument("--mode", default="reduce-overhead", choices=("reduce-overhead", "max-autotune", "default"),
+                        help="default: compiled without CUDA graphs, which tells a miscompile from a graph's fault")
+    parser.add_argument("--rounds", type=at_least(3), default=4, help="optimizer steps compared (graphs replay from the third)")
+    parser.add_argument("--tolerance", type=float, default=1e-2)
+    options = parser.parse_args(argv)
+
+    import torch
+
+    from ip2p.training.saving import unwrap
+    from ip2p.training.trainer import build_trainer
+    from ip2p.training.video_task import parse_video_args, video_task
+
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # fp32 on both sides: a crisp comparison
+    args = parse_video_args(["--pretrained_model_name_or_path", options.model, "--train_data_dir", options.data,
+                             "--output_dir", options.output_dir, "--resolution", str(options.resolution),
+                             "--train_batch_size", str(options.batch_size),
+                             "--gradient_accumulation_steps", "2", "--max_train_steps", str(options.rounds),
+                             "--mixed_precision", "no", "--torch_compile", "--torch_compile_mode", options.mode,
+                             "--latent_cache_dir", str(Path(options.output_dir) / "cache"), "--num_validation_images", "0",
+                             "--report_to", "none", "--seed", "0"])
+    trainer = build_trainer(args, video_task(args))
+    compiled = trainer.models.unet
+    eager = unwrap(trainer.accelerator, compiled)  # the same module and parameters, uncompiled (one process: no DDP)
+    feed = trainer.batches()
+    batches = [next(feed), next(feed)]
+    differences, began, first_round = [], time.perf_counter(), 0.0
+    for round_index in range(options.rounds):
+        graphed = accumulated_gradients(trainer, compiled, batches, seed=2 * round_index)
+        if round_index == 0:
+            first_round = time.perf_counter() - began  # compilation, recording
+        reference = accumulated_gradients(trainer, eager, batches, seed=2 * round_index)
+        differences.append(relative_difference(graphed, reference))
+        trainer.models.unet = compiled
+        trainer.optimizer_step()
+    device = trainer.accelerator.device
+    if os.environ.get("TORCHDYNAMO_DISABLE") == "1":
+        graphs = "not compiled (TORCHDYNAMO_DISABLE=1)"
+    elif options.mode == "default":
+        graphs = "compiled without CUDA graphs"
+    else:
+        graphs = "CUDA graphs" if device.type == "cuda" else "compiled, no CUDA graphs on CPU (dry run)"
+    passed = max(differences) <= options.tolerance
+    print(ROW_HEAD)
+    setting = f"{graphs}, --torch_compile_mode {options.mode}, accumulation 2, fp32, {options.resolution} px, batch {options.batch_size}"
+    rounds = ", ".join(f"{difference:.1e}" for difference in differences)
+    verdict = "agrees with eager" if passed else f"DIFFERS beyond {options.tolerance:g}"
+    print(f"| {setting} | {options.rounds} | {first_round:.1f} | {max(differences):.2e} (rounds: {rounds}) | {verdict} |")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
