@@ -7,6 +7,8 @@
 #    checkpoint at step 20, then a resume to step 30 (the two precisions run
 #    side by side: the host has cores to spare and the tiny model needs little
 #    of the GPU); 2. predict.py's 3-frame rollout of the bf16 model on the GPU;
+#    beside them, benchmarks/cuda_graph_check.py: gradient accumulation under
+#    CUDA graphs (compile mode reduce-overhead) against the eager step;
 # 3. the throughput table of the SD-1.5-shaped 84-channel UNet at 256x256,
 #    batch 32, every row, in one process (benchmarks/throughput.py), with a
 #    torch.profiler summary of the fused-AdamW row; its clips are generated
@@ -40,11 +42,19 @@ work_folder "${GPU_ACCEPTANCE_WORK:-}"
     echo
 } > "$report"
 
+graph_checks=()
 # Setup, three jobs at once: the throughput table's clips, the tiny model, the tiny clips.
 "$python" benchmarks/throughput.py --config "$config" --resolution "$resolution" --resolution "$large" --batch-size "$batch" \
     --work-dir "$work/bench" --prepare-only > "$work/bench-prepare.log" 2>&1 &
 prepare=$!
 tiny_setup
+# Gradient accumulation under CUDA graphs, and compiled without them, against eager (tiny model): their
+# compilation overlaps the training below.
+for mode in reduce-overhead default; do
+    "$python" benchmarks/cuda_graph_check.py --mode "$mode" --model "$work/tiny" --data "$work/processed" \
+        --output-dir "$work/graphs-$mode" > "$work/graphs-$mode.log" 2>&1 &
+    graph_checks+=($!)
+done
 
 predict_rollout() {
     local begun code clip
@@ -79,6 +89,20 @@ wait "$fp16" || true
     echo
 } >> "$report"
 echo "training and rollout done: $(elapsed) s" >&2
+for check in "${graph_checks[@]}"; do wait "$check" || true; done  # before the throughput table, which they would disturb
+{
+    echo "## Compiled step against eager, accumulation 2 (benchmarks/cuda_graph_check.py)"
+    echo
+    echo "| check | rounds | first round (s) | largest relative gradient difference | result |"
+    echo "| --- | --- | --- | --- | --- |"
+    for mode in reduce-overhead default; do
+        log="$work/graphs-$mode.log"
+        grep '^|' "$log" | tail -1 | grep -v '^| ---' \
+            || echo "| --mode $mode did not finish: $(grep -m1 '^error' "$log" || tail -1 "$log") | | | | |"
+    done
+    echo
+} >> "$report"
+echo "CUDA graph check done: $(elapsed) s" >&2
 
 # The throughput tables in one process (imports and the model paid once), in the time left: a row that would
 # not fit is skipped, so the 512 table gets what the 256 table leaves (a few seconds kept for the report's end).
