@@ -104,7 +104,9 @@ def main(argv=None) -> int:
         graphs = "CUDA graphs" if device.type == "cuda" else "compiled, no CUDA graphs on CPU (dry run)"
     passed = max(differences) <= options.tolerance
     print(ROW_HEAD)
-    setting = f"{graphs}, --torch_compile_mode {options.mode}, accumulation 2, fp32, {options.resolution} px, batch {options.batch_size}"
+    layout = "channels_last" if trainer.args.channels_last else "NCHW"  # the machine's default: channels_last on a GPU
+    setting = (f"{graphs}, --torch_compile_mode {options.mode}, accumulation 2, fp32, {layout}, {options.resolution} px, "
+               f"batch {options.batch_size}")
     rounds = ", ".join(f"{difference:.1e}" for difference in differences)
     verdict = "agrees with eager" if passed else f"DIFFERS beyond {options.tolerance:g}"
     print(f"| {setting} | {options.rounds} | {first_round:.1f} | {max(differences):.2e} (rounds: {rounds}) | {verdict} |")

@@ -224,7 +224,8 @@ def test_cuda_graph_check_compares_accumulated_gradients_and_fails_beyond_its_to
     done = check("agrees")
     assert done.returncode == 0, done.stderr[-3000:]
     cells = row(done).split(" | ")
-    assert cells[0] == "| not compiled (TORCHDYNAMO_DISABLE=1), --torch_compile_mode reduce-overhead, accumulation 2, fp32, 32 px, batch 1"
+    assert cells[0] == ("| not compiled (TORCHDYNAMO_DISABLE=1), --torch_compile_mode reduce-overhead, accumulation 2, fp32, NCHW, 32 px, "
+                        "batch 1")
     assert cells[1] == "3" and cells[3].startswith("0.00e+00 (rounds: 0.0e+00, 0.0e+00, 0.0e+00)") and cells[4] == "agrees with eager |"
     differs = check("differs", "--tolerance", "-1")
     assert differs.returncode == 1 and row(differs).endswith("| DIFFERS beyond -1 |"), differs.stderr[-3000:]
