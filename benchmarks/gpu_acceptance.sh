@@ -7,8 +7,9 @@
 #    checkpoint at step 20, then a resume to step 30 (the two precisions run
 #    side by side: the host has cores to spare and the tiny model needs little
 #    of the GPU); 2. predict.py's 3-frame rollout of the bf16 model on the GPU;
-#    beside them, benchmarks/cuda_graph_check.py: gradient accumulation under
-#    CUDA graphs (compile mode reduce-overhead) against the eager step;
+#    beside them, benchmarks/cuda_graph_check.py: the compiled step's accumulated
+#    gradients against eager, under CUDA graphs, without them, and with
+#    inductor choosing the convolutions' layout;
 # 3. the throughput table of the SD-1.5-shaped 84-channel UNet at 256x256,
 #    batch 32, every row, in one process (benchmarks/throughput.py), with a
 #    torch.profiler summary of the fused-AdamW row; its clips are generated
@@ -42,18 +43,21 @@ work_folder "${GPU_ACCEPTANCE_WORK:-}"
     echo
 } > "$report"
 
-graph_checks=()
+graph_pids=()
 # Setup, three jobs at once: the throughput table's clips, the tiny model, the tiny clips.
 "$python" benchmarks/throughput.py --config "$config" --resolution "$resolution" --resolution "$large" --batch-size "$batch" \
     --work-dir "$work/bench" --prepare-only > "$work/bench-prepare.log" 2>&1 &
 prepare=$!
 tiny_setup
-# Gradient accumulation under CUDA graphs, and compiled without them, against eager (tiny model): their
-# compilation overlaps the training below.
-for mode in reduce-overhead default; do
-    "$python" benchmarks/cuda_graph_check.py --mode "$mode" --model "$work/tiny" --data "$work/processed" \
-        --output-dir "$work/graphs-$mode" > "$work/graphs-$mode.log" 2>&1 &
-    graph_checks+=($!)
+# The compiled step's accumulated gradients against eager (tiny model): under CUDA graphs, without them, and
+# with inductor choosing the convolutions' layout (off in the trainer: wrong on CPU). Their compilation
+# overlaps the training below.
+graph_checks=("reduce-overhead" "default" "default --inductor-layout")
+for check in "${graph_checks[@]}"; do
+    # shellcheck disable=SC2086  # $check is the mode and its flags
+    "$python" benchmarks/cuda_graph_check.py --mode $check --model "$work/tiny" --data "$work/processed" \
+        --output-dir "$work/graphs-${check// /}" > "$work/graphs-${check// /}.log" 2>&1 &
+    graph_pids+=($!)
 done
 
 predict_rollout() {
@@ -89,16 +93,16 @@ wait "$fp16" || true
     echo
 } >> "$report"
 echo "training and rollout done: $(elapsed) s" >&2
-for check in "${graph_checks[@]}"; do wait "$check" || true; done  # before the throughput table, which they would disturb
+for pid in "${graph_pids[@]}"; do wait "$pid" || true; done  # before the throughput table, which they would disturb
 {
     echo "## Compiled step against eager, accumulation 2 (benchmarks/cuda_graph_check.py)"
     echo
     echo "| check | rounds | first round (s) | largest relative gradient difference | result |"
     echo "| --- | --- | --- | --- | --- |"
-    for mode in reduce-overhead default; do
-        log="$work/graphs-$mode.log"
+    for check in "${graph_checks[@]}"; do
+        log="$work/graphs-${check// /}.log"
         grep '^|' "$log" | tail -1 | grep -v '^| ---' \
-            || echo "| --mode $mode did not finish: $(grep -m1 '^error' "$log" || tail -1 "$log") | | | | |"
+            || echo "| --mode $check did not finish: $(grep -m1 '^error' "$log" || tail -1 "$log") | | | | |"
     done
     echo
 } >> "$report"

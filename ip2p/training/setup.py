@@ -120,7 +120,7 @@ def configure_models(args, models, accelerator) -> torch.dtype:
     if args.gradient_checkpointing:
         models.unet.enable_gradient_checkpointing()
     apply_unet_speed_options(models.unet, args)
-    configure_compiler(args, accelerator.device.type)
+    configure_compiler(args)
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True  # shapes are fixed (one resolution, padded full batches): tune once
     if args.allow_tf32 and torch.cuda.is_available():

@@ -28,7 +28,7 @@ records what actually ran:
   rows beside the eager ones. Whether it should become the GPU default for
   long runs waits for those rows on a GPU (issue 26): no default here changes
   without a measured row. Under CUDA graphs, gradient accumulation adds into
-  ``.grad`` buffers kept between steps (``keeps_gradient_buffers``); on CPU
+  ``.grad`` buffers kept between steps (``keeps_gradient_buffers``), and
   inductor keeps the convolutions' layout (``configure_compiler``).
 """
 
@@ -109,13 +109,16 @@ def apply_unet_speed_options(unet, args) -> None:
         unet.to(memory_format=torch.channels_last)
 
 
-def configure_compiler(args, device_type: str) -> None:
-    """Inductor settings for a compiled run. On CPU, inductor left to choose
-    the convolutions' memory layout (``layout_optimization``) computed this
-    UNet's gradients 42 % off the eager ones, the loss unchanged (torch 2.13,
-    the tiny UNet whole; no block alone); with the layout kept they agree to
-    1e-6. On a GPU it is left on: benchmarks/cuda_graph_check.py measures it there."""
-    if args.torch_compile and device_type == "cpu":
+def configure_compiler(args) -> None:
+    """Inductor settings for a compiled run: the convolutions keep the layout
+    the model gives them. Left to choose it (``layout_optimization``), torch
+    2.13's inductor computed this UNet's gradients 42 % off the eager ones on
+    CPU, the loss unchanged. It needs the up path's resnets and upsampler in
+    one graph, and also happens with scalar code and without oneDNN, so it is
+    not only the CPU's code generation: it stays off on a GPU too, until
+    ``benchmarks/cuda_graph_check.py --inductor-layout`` shows it right there
+    (channels_last, the GPU default, already gives the layout it would pick)."""
+    if args.torch_compile:
         import torch._inductor.config
 
         torch._inductor.config.layout_optimization = False
