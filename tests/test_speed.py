@@ -131,7 +131,6 @@ def test_xformers_attention_without_xformers_is_one_clear_line(tmp_path, tiny_mo
     assert "Traceback" not in done.stderr
 
 
-
 class GraphPoolBackward(torch.autograd.Function):
     """Stands in for a CUDA graph's backward (mocked: no GPU here): the gradient comes back in the graph's own
     memory, which its next replay rewrites, and nothing else holds the returned tensor, so autograd may keep it."""
