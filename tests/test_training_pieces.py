@@ -179,3 +179,21 @@ def test_a_sample_predicting_model_samples_with_unclipped_ddim():
     # ... and asking for Euler ancestral on a sample model is one clear line, not a crash mid-sampling.
     with pytest.raises(UserError, match="--sampler ddim"):
         use_sampler(saved("sample"), "euler_ancestral")
+
+
+def test_throughput_meter_leaves_the_first_step_and_paused_time_out(monkeypatch):
+    import ip2p.training.trainer as trainer
+
+    clock = [0.0]
+    monkeypatch.setattr(trainer.time, "perf_counter", lambda: clock[0])
+    meter = trainer.ThroughputMeter(samples_per_step=8)
+    clock[0] = 30.0  # the first step: compilation
+    meter.step()
+    for _ in range(4):  # four steps of 0.5 s, a 20 s checkpoint after the second
+        clock[0] += 0.5
+        meter.step()
+        if meter.steps_timed == 2:
+            with meter.paused():
+                clock[0] += 20.0
+    assert meter.first_step_seconds == 30.0
+    assert meter.samples_per_second == pytest.approx(4 * 8 / 2.0)

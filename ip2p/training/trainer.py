@@ -188,11 +188,22 @@ def _plain(value):
 class ThroughputMeter:
     """Samples per second, timed from the end of the first step: that step
     carries the one-time costs (compilation, allocator and kernel warm-up).
+    Time spent ``paused()`` (checkpoints, validation: reported apart) is left
+    out, so the rate is training's own, data loading and logging included.
     Read it after a host sync (the loss reduction), or it times queued work."""
 
     def __init__(self, samples_per_step: int):
         self.samples_per_step = samples_per_step
-        self.started, self.timed_from, self.steps_timed = time.perf_counter(), None, 0
+        self.started, self.timed_from, self.steps_timed, self.paused_seconds = time.perf_counter(), None, 0, 0.0
+
+    @contextmanager
+    def paused(self):
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.timed_from is not None:
+                self.paused_seconds += time.perf_counter() - began
 
     def step(self) -> None:
         if self.timed_from is None:
@@ -209,7 +220,7 @@ class ThroughputMeter:
         now = time.perf_counter()
         if self.steps_timed == 0:
             return self.samples_per_step / max(self.timed_from - self.started, 1e-9)
-        return self.steps_timed * self.samples_per_step / (now - self.timed_from)
+        return self.steps_timed * self.samples_per_step / max(now - self.timed_from - self.paused_seconds, 1e-9)
 
 
 @dataclass
@@ -243,7 +254,7 @@ class Trainer:
         loss_sum, micro_steps, pending = torch.zeros((), device=self.accelerator.device), 0, []
         with tqdm(total=self.max_steps, initial=self.state.global_step, desc="training",
                   disable=not self.accelerator.is_main_process) as progress:
-            for batch in self.batches():
+            for batch in self.batches(meter.paused):
                 self.generator.manual_seed(self.noise_seed(micro_steps % accumulation))
                 micro_steps += 1
                 last_micro_step = micro_steps % accumulation == 0
@@ -262,16 +273,18 @@ class Trainer:
                 if self.report_due(len(pending)):
                     self.report(progress, pending, meter.samples_per_second)
                     pending = []
-                self.checkpoint_and_validate()
+                with meter.paused():
+                    self.checkpoint_and_validate()
                 if self.state.global_step >= self.max_steps:
                     break
         if self.last_validated_step != self.state.global_step:
             self.validate()  # the trained model is always shown once
         return self.finish()
 
-    def batches(self) -> Iterator[dict]:
+    def batches(self, paused=nullcontext) -> Iterator[dict]:
         """This process's micro-batches from the saved data position on, until
-        the last step; keeps the state's position current, validates at epoch ends."""
+        the last step; keeps the state's position current, validates at epoch
+        ends (inside ``paused()``: the throughput meter leaves it out)."""
         state = self.state
         while state.global_step < self.max_steps:
             self.sampler.set_position(state.epoch, state.batch_in_epoch)
@@ -283,7 +296,8 @@ class Trainer:
                 yield batch
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
             if state.epoch % self.args.validation_epochs == 0:
-                self.validate()
+                with paused():
+                    self.validate()
 
     def noise_seed(self, micro_in_step: int) -> int:
         """The seed of this process's draws for one micro-batch: a function of
@@ -392,8 +406,13 @@ class Trainer:
         """What is due after an optimizer step."""
         step = self.state.global_step
         if step % self.args.checkpointing_steps == 0:
+            began = time.perf_counter()
             save_checkpoint(self.accelerator, Path(self.args.output_dir), self.state, self.args.checkpoints_total_limit,
                             self.save_args)
+            seconds = time.perf_counter() - began
+            self.logger.scalars({"train/checkpoint_seconds": seconds}, step)
+            if self.accelerator.is_main_process:
+                tqdm.write(f"saved checkpoint-{step} in {seconds:.1f} s (not counted in samples/s)")
         if self.args.validation_steps and step % self.args.validation_steps == 0:
             self.validate()
 
