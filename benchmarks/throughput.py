@@ -18,11 +18,16 @@ Rows, each on top of the one before from "cached latents" on:
 - eager attention: the cached row with plain attention instead of SDPA (a reference);
 - bf16 without channels_last: CUDA's GroupNorm works in NCHW, so channels_last
   may cost on a GPU (a reference);
-- + channels_last, + bf16 autocast, + fused AdamW, + torch.compile, + EMA;
-- CUDA graphs: the stack compiled with ``--torch_compile_mode reduce-overhead``;
-- + gradient checkpointing: the stack (eager) trading speed for memory (a reference);
-- whole trainer: the trainer's whole run with the stacked options: data
-  loading, logging, EMA, a checkpoint and the per-step loss check included.
+- + channels_last, + bf16 autocast, + fused AdamW, + EMA: the eager stack;
+- whole trainer: the trainer's whole run with the eager stack: data
+  loading, logging, EMA, a checkpoint and the per-step loss check included;
+- the eager stack compiled: ``--torch_compile``, then with CUDA graphs
+  (``--torch_compile_mode reduce-overhead``), then the whole trainer so;
+- + gradient checkpointing: the eager stack trading speed for memory (a reference).
+
+The compiled rows come after every eager one: a compilation takes minutes on
+a slow GPU host, and a run whose ``--budget-s`` runs out there keeps the
+eager table whole.
 
 Columns: samples/s over the timed steps; the first step's seconds (for a
 compiled row: compilation, reported apart from the step); achieved TFLOP/s
@@ -39,7 +44,7 @@ records a ``torch.profiler`` trace of 5 steps of one row and prints the
 wall and device-busy time per step, the top 10 kernels and the host time
 spent launching them.
 
-    python benchmarks/throughput.py --config tiny                  # CPU, about 4 minutes (2 cores)
+    python benchmarks/throughput.py --config tiny                  # CPU, about 2.5 minutes (2 cores)
     python benchmarks/throughput.py --config sd15 --work-dir /tmp/tp   # GPU: SD-1.5-shaped 84-channel UNet, 256 and 512
     python benchmarks/throughput.py --config sd15 --resolution 256 --json perf.json --budget-s 240
 """
@@ -72,7 +77,6 @@ STACK = [  # (label, options added to the row before)
     ("+ channels_last", dict(channels_last=True)),
     ("+ bf16 autocast", dict(mixed_precision="bf16")),
     ("+ fused AdamW", dict(fused_adam=True)),
-    ("+ torch.compile", dict(torch_compile=True)),
     ("+ EMA (foreach)", dict(use_ema=True)),
 ]
 # Dense bf16 tensor-core peak, TFLOP/s (vendor data sheets; SXM parts).
@@ -93,11 +97,16 @@ def rows_for(config: str):
     for label, added in STACK:
         options = dict(options, **added)
         rows.append((label, dict(options)))
-    rows.append(("stack above, CUDA graphs (compile mode reduce-overhead)", dict(options, compile_mode="reduce-overhead")))
-    # Eager: checkpointing is a memory reference, and compiling its graph (a second one) would cost minutes of a GPU lease.
-    rows.append(("stack above without torch.compile, + gradient checkpointing (memory for speed)",
-                 dict(options, torch_compile=False, gradient_checkpointing=True)))
+    # Eager rows first, the compiled ones after them: a compilation takes minutes on a slow GPU host, so a run
+    # whose --budget-s ends inside one still has every eager row, its whole trainer included.
     rows.append(("whole trainer (stack above, data loading included)", dict(options, whole_trainer=True)))
+    compiled = dict(options, torch_compile=True)
+    rows.append(("eager stack + torch.compile", dict(compiled)))
+    rows.append(("eager stack + CUDA graphs (compile mode reduce-overhead)", dict(compiled, compile_mode="reduce-overhead")))
+    rows.append(("whole trainer, compiled (CUDA graphs row, data loading included)",
+                 dict(compiled, compile_mode="reduce-overhead", whole_trainer=True)))
+    # Eager: checkpointing is a memory reference, and compiling its graph (a second one) would cost minutes of a GPU lease.
+    rows.append(("eager stack + gradient checkpointing (memory for speed)", dict(options, gradient_checkpointing=True)))
     return rows
 
 
@@ -286,14 +295,32 @@ class Bench:
         return result
 
     def time_whole_trainer(self, row: dict) -> dict:
-        """Train through ``Trainer.run`` (a checkpoint half-way) and read the throughput it logged."""
+        """Train through ``Trainer.run`` (a checkpoint half-way) and read what
+        it logged: its throughput (the checkpoint left out) and the checkpoint's seconds."""
         from benchmarks.plot_loss import read_scalars
 
         steps = self.args.trainer_steps
         trainer, output = self.build(row, steps, max(1, steps // 2))
-        trainer.run()
-        _, values = read_scalars(output / "logs", "train/samples_per_second")
-        return dict(samples_per_second=float(values[-1]), flops_per_sample=self.flops_per_sample.get("cached"))
+        try:
+            trainer.run()
+            _, rates = read_scalars(output / "logs", "train/samples_per_second")
+            _, checkpoint_seconds = read_scalars(output / "logs", "train/checkpoint_seconds")
+            checkpoint = output / f"checkpoint-{max(1, steps // 2)}"
+            return dict(samples_per_second=float(rates[-1]), flops_per_sample=self.flops_per_sample.get("cached"),
+                        checkpoint_seconds=float(checkpoint_seconds[0]), checkpoint_interval=default_checkpoint_interval(),
+                        checkpoint_gb=sum(f.stat().st_size for f in checkpoint.rglob("*") if f.is_file()) / 2**30)
+        finally:
+            # The SD-1.5-shaped run's checkpoint and pipeline take about 18 GB: kept, four such rows would fill
+            # the GPU machine's 64 GB disk. The folder is this benchmark's own (Bench.build made it).
+            shutil.rmtree(output, ignore_errors=True)
+
+
+def default_checkpoint_interval() -> int:
+    """``train_video_ip2p.py``'s default ``--checkpointing_steps``."""
+    from ip2p.training.args import build_parser
+    from ip2p.training.video_task import NOT_OFFERED, VIDEO_ARGUMENTS, VIDEO_DEFAULTS
+
+    return build_parser("", defaults=VIDEO_DEFAULTS, groups=VIDEO_ARGUMENTS, leave_out=NOT_OFFERED).get_default("checkpointing_steps")
 
 
 def timed(step, count: int, device) -> float:
@@ -465,6 +492,16 @@ def profile_summary(row: dict) -> str:
     return "\n".join(lines)
 
 
+def checkpoint_summary(row: dict) -> str:
+    """A whole-trainer row's checkpoint: its seconds (left out of the row's
+    samples/s) and what it adds to training at the trainer's default interval."""
+    interval, step_seconds = row["checkpoint_interval"], row["batch_size"] / row["samples_per_second"]
+    share = row["checkpoint_seconds"] / (interval * step_seconds)
+    return (f"{row['label']}: its checkpoint ({row['checkpoint_gb']:.2f} GB) took {row['checkpoint_seconds']:.2f} s, "
+            f"left out of samples/s; one every {interval} steps (the default) adds {share:.1%} to the training time, "
+            f"{row['samples_per_second'] / (1 + share):.2f} samples/s with it")
+
+
 def peak_for(device: str, given):
     if given:
         return given
@@ -506,6 +543,9 @@ def run_table(bench: Bench, args, resolution: int, budget: Budget, results: list
         results.append(row)
         write_json(args.json, results)
         print(table_line(row, first_rate, peak), flush=True)
+    for row in results:
+        if "checkpoint_seconds" in row and row["resolution"] == resolution:
+            print("\n" + checkpoint_summary(row))
     for row in results:
         if "profile" in row and row["resolution"] == resolution:
             print("\n" + profile_summary(row))

@@ -271,6 +271,11 @@ def test_throughput_benchmark_prints_every_row(throughput_run):
     assert table[0].split(" | ")[6] == "1.00x"
     # One process: the model was built once, so every row shares it (a per-row process would rebuild it each time).
     assert done.stderr.count("[tiny 32px]") == len(labels)
+    # Both whole-trainer rows (eager and compiled) saved a checkpoint, timed apart from their rate.
+    whole = [row for row in rows if row["options"].get("whole_trainer")]
+    assert len(whole) == 2 and all(row["checkpoint_seconds"] > 0 and row["checkpoint_gb"] > 0 for row in whole)
+    assert all(f"{row['label']}: its checkpoint ({row['checkpoint_gb']:.2f} GB) took" in done.stdout for row in whole)
+    assert (tmp_path / "work/runs").is_dir() and not (tmp_path / "work/runs/32-08").exists()  # removed once read
     profiled = [row for row in rows if "profile" in row]
     assert [row["label"] for row in profiled] == ["+ fused AdamW"]
     assert len(profiled[0]["profile"]["top"]) == 10 and Path(profiled[0]["profile"]["trace"]).stat().st_size > 0
