@@ -422,7 +422,7 @@ class Trainer:
         self.last_validated_step = step
         if self.task.validation_images is None:
             return
-        images = None
+        images, began = None, time.perf_counter()
         with self.averaged_weights() as unet:  # every process enters: under FSDP it gathers the weights
             if unet is not None:
                 generator = torch.Generator(device=accelerator.device).manual_seed(self.args.seed)
@@ -431,7 +431,8 @@ class Trainer:
                     images = self.task.validation_images(self.pipeline(unet), self.args, generator)
                 unet.train()
         if images:
-            tqdm.write(f"validation images: {self.logger.images('validation', images, step)}")
+            folder = self.logger.images("validation", images, step)
+            tqdm.write(f"validation images ({time.perf_counter() - began:.1f} s, not counted in samples/s): {folder}")
         accelerator.wait_for_everyone()
 
     @contextmanager
