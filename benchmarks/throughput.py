@@ -385,6 +385,7 @@ def profile_steps(step, device, trace: Path) -> dict:
         wall_ms_per_step=wall * 1000 / PROFILED_STEPS,
         device_busy_ms_per_step=per_step_ms(sum(e.self_device_time_total for e in events)) if on_gpu else None,
         launch_host_ms_per_step=per_step_ms(sum(e.self_cpu_time_total for e in events if e.key in LAUNCH_CALLS)) if on_gpu else None,
+        launches_per_step=sum(e.count for e in events if e.key in LAUNCH_CALLS) / PROFILED_STEPS if on_gpu else None,
         top=[dict(name=e.key[:90], ms_per_step=per_step_ms(own_time(e)), calls_per_step=e.count / PROFILED_STEPS) for e in top],
         trace=str(trace))
 
@@ -486,7 +487,8 @@ def profile_summary(row: dict) -> str:
     lines = [f"profile of '{row['label']}' at {row['resolution']}px, {PROFILED_STEPS} steps (trace: {summary['trace']}):",
              f"- wall {summary['wall_ms_per_step']:.1f} ms a step; device busy "
              + (f"{busy:.1f} ms ({busy / summary['wall_ms_per_step']:.0%} of wall)" if busy is not None else "n/a (CPU)")
-             + "; host time launching kernels " + (f"{launch:.1f} ms" if launch is not None else "n/a (CPU)"),
+             + "; host time launching kernels " + (f"{launch:.1f} ms ({summary['launches_per_step']:.0f} launch calls)"
+                                                   if launch is not None else "n/a (CPU)"),
              "- top 10 " + ("kernels" if busy is not None else "CPU operators") + " by their own time (ms a step, calls a step):"]
     lines += [f"  {entry['ms_per_step']:8.2f} {entry['calls_per_step']:6.0f}  {entry['name']}" for entry in summary["top"]]
     return "\n".join(lines)
