@@ -375,3 +375,33 @@ def test_gpu_session_with_pyav_hidden_stops_the_acceptance_before_any_work(tmp_p
     assert "Traceback" not in done.stderr
     assert "acceptance: exit 1" in (out / "session.txt").read_text()
     assert not (out / "gpu_acceptance.md").exists()
+
+
+def test_op_count_counts_the_step_and_ema_adds_one_dispatch_not_one_per_tensor(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/op_count.py"), "--resolution", "32", "--batch-size", "2",
+                           "--row", "fused AdamW", "--row", "EMA"], cwd=tmp_path, env=script_env(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {cells[0]: [int(c) for c in cells[1:]] for cells in
+            (line.strip("| ").split(" | ") for line in table_lines(done.stdout))}
+    assert list(rows) == ["+ fused AdamW", "+ EMA (foreach)"]
+    (fused_all, fused_views, fused_casts, fused_others), (ema_all, *_) = rows.values()
+    assert fused_all == fused_views + fused_casts + fused_others and fused_others > fused_casts > 0  # autocast casts weights
+    # The averages move with one foreach lerp; a per-tensor detach or copy would add 208 (the tiny UNet's tensors).
+    assert 0 < ema_all - fused_all <= 3
+
+
+def test_throughput_report_lines_format_a_gpu_row_made_up_here():
+    """The GPU branches of the table line and the profile summary run first on a GPU lease: their formatting is checked here."""
+    from benchmarks.throughput import profile_summary, table_line
+
+    row = dict(label="+ fused AdamW", resolution=256, samples_per_second=400.0, flops_per_sample=542.6e9,
+               first_step_seconds=2.5, peak_memory_gb=21.3, host_sync="none",
+               profile=dict(wall_ms_per_step=80.0, device_busy_ms_per_step=60.0, launch_host_ms_per_step=30.0,
+                            launches_per_step=2844.0, trace="profile-256.json",
+                            top=[dict(name="sm90_xmma_gemm", ms_per_step=12.5, calls_per_step=115.0)]))
+    cells = table_line(row, first_rate=100.0, peak=989.0).strip("| ").split(" | ")
+    assert cells == ["+ fused AdamW", "400.00", "2.5", "217.040", "21.9%", "21.30", "4.00x", "none"]
+    summary = profile_summary(row).splitlines()
+    assert summary[1] == "- wall 80.0 ms a step; device busy 60.0 ms (75% of wall); host time launching kernels 30.0 ms (2844 launch calls)"
+    assert summary[2].startswith("- top 10 kernels") and summary[3].split() == ["12.50", "115", "sm90_xmma_gemm"]
