@@ -41,8 +41,8 @@ Each row is printed, and appended to ``--json``, as soon as it finishes; a
 run that is cut off keeps the rows it finished. ``--budget-s`` skips a row
 that would not fit (estimated from the rows already run). ``--profile-row``
 records a ``torch.profiler`` trace of 5 steps of one row and prints the
-wall and device-busy time per step, the top 10 kernels and the host time
-spent launching them.
+wall and device-busy time per step, the top 10 kernels, the host time
+spent launching them and the launch calls a step.
 
     python benchmarks/throughput.py --config tiny                  # CPU, about 2.5 minutes (2 cores)
     python benchmarks/throughput.py --config sd15 --work-dir /tmp/tp   # GPU: SD-1.5-shaped 84-channel UNet, 256 and 512
