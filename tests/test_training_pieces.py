@@ -186,14 +186,19 @@ def test_throughput_meter_leaves_the_first_step_and_paused_time_out(monkeypatch)
 
     clock = [0.0]
     monkeypatch.setattr(trainer.time, "perf_counter", lambda: clock[0])
-    meter = trainer.ThroughputMeter(samples_per_step=8)
+
+    def device_sync():  # a stand-in for the device's queue: 1 s of queued steps still to finish
+        clock[0] += 1.0
+
+    meter = trainer.ThroughputMeter(samples_per_step=8, sync=device_sync)
     clock[0] = 30.0  # the first step: compilation
     meter.step()
-    for _ in range(4):  # four steps of 0.5 s, a 20 s checkpoint after the second
+    for _ in range(4):  # four steps of 0.5 s on the host, a 20 s checkpoint after the second
         clock[0] += 0.5
         meter.step()
         if meter.steps_timed == 2:
             with meter.paused():
                 clock[0] += 20.0
     assert meter.first_step_seconds == 30.0
-    assert meter.samples_per_second == pytest.approx(4 * 8 / 2.0)
+    # The checkpoint is left out; the queued work it waited for is not.
+    assert meter.samples_per_second == pytest.approx(4 * 8 / 3.0)

@@ -189,15 +189,17 @@ class ThroughputMeter:
     """Samples per second, timed from the end of the first step: that step
     carries the one-time costs (compilation, allocator and kernel warm-up).
     Time spent ``paused()`` (checkpoints, validation: reported apart) is left
-    out, so the rate is training's own, data loading and logging included.
-    Read it after a host sync (the loss reduction), or it times queued work."""
+    out, so the rate is training's own, data loading and logging included;
+    ``sync`` waits for the device's queued steps first, so their time stays
+    in. Read it after a host sync (the loss reduction), or it times queued work."""
 
-    def __init__(self, samples_per_step: int):
-        self.samples_per_step = samples_per_step
+    def __init__(self, samples_per_step: int, sync: Callable[[], None] = lambda: None):
+        self.samples_per_step, self.sync = samples_per_step, sync
         self.started, self.timed_from, self.steps_timed, self.paused_seconds = time.perf_counter(), None, 0, 0.0
 
     @contextmanager
     def paused(self):
+        self.sync()
         began = time.perf_counter()
         try:
             yield
@@ -250,7 +252,9 @@ class Trainer:
     def run(self) -> Path:
         """Train to the last step, then save the final pipeline; returns its folder."""
         accumulation = self.args.gradient_accumulation_steps
-        meter = ThroughputMeter(accumulation * self.args.train_batch_size * self.accelerator.num_processes)
+        device = self.accelerator.device
+        meter = ThroughputMeter(accumulation * self.args.train_batch_size * self.accelerator.num_processes,
+                                sync=lambda: torch.cuda.synchronize(device) if device.type == "cuda" else None)
         loss_sum, micro_steps, pending = torch.zeros((), device=self.accelerator.device), 0, []
         with tqdm(total=self.max_steps, initial=self.state.global_step, desc="training",
                   disable=not self.accelerator.is_main_process) as progress:
@@ -273,8 +277,7 @@ class Trainer:
                 if self.report_due(len(pending)):
                     self.report(progress, pending, meter.samples_per_second)
                     pending = []
-                with meter.paused():
-                    self.checkpoint_and_validate()
+                self.checkpoint_and_validate(meter.paused)
                 if self.state.global_step >= self.max_steps:
                     break
         if self.last_validated_step != self.state.global_step:
@@ -284,7 +287,7 @@ class Trainer:
     def batches(self, paused=nullcontext) -> Iterator[dict]:
         """This process's micro-batches from the saved data position on, until
         the last step; keeps the state's position current, validates at epoch
-        ends (inside ``paused()``: the throughput meter leaves it out)."""
+        ends (inside ``paused()``, see ``validate``)."""
         state = self.state
         while state.global_step < self.max_steps:
             self.sampler.set_position(state.epoch, state.batch_in_epoch)
@@ -296,8 +299,7 @@ class Trainer:
                 yield batch
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
             if state.epoch % self.args.validation_epochs == 0:
-                with paused():
-                    self.validate()
+                self.validate(paused)
 
     def noise_seed(self, micro_in_step: int) -> int:
         """The seed of this process's draws for one micro-batch: a function of
@@ -402,38 +404,43 @@ class Trainer:
         progress.update(len(means))
         progress.set_postfix(loss=f"{means[-1]:.4f}", lr=f"{learning_rate:.2e}", samples_per_s=f"{samples_per_second:.1f}")
 
-    def checkpoint_and_validate(self) -> None:
-        """What is due after an optimizer step."""
+    def checkpoint_and_validate(self, paused=nullcontext) -> None:
+        """What is due after an optimizer step, inside ``paused()`` (the throughput meter leaves it out)."""
         step = self.state.global_step
         if step % self.args.checkpointing_steps == 0:
-            began = time.perf_counter()
-            save_checkpoint(self.accelerator, Path(self.args.output_dir), self.state, self.args.checkpoints_total_limit,
-                            self.save_args)
-            seconds = time.perf_counter() - began
+            with paused():
+                began = time.perf_counter()
+                save_checkpoint(self.accelerator, Path(self.args.output_dir), self.state, self.args.checkpoints_total_limit,
+                                self.save_args)
+                seconds = time.perf_counter() - began
             self.logger.scalars({"train/checkpoint_seconds": seconds}, step)
             if self.accelerator.is_main_process:
                 tqdm.write(f"saved checkpoint-{step} in {seconds:.1f} s (not counted in samples/s)")
         if self.args.validation_steps and step % self.args.validation_steps == 0:
-            self.validate()
+            self.validate(paused)
 
-    def validate(self) -> None:
-        """Run the task's validation on the main process, with EMA weights if kept."""
+    def validate(self, paused=nullcontext) -> None:
+        """Run the task's validation on the main process, with EMA weights if
+        kept, inside ``paused()`` (entered only when there is validation to run:
+        it may wait for the device)."""
         accelerator, step = self.accelerator, self.state.global_step
         self.last_validated_step = step
         if self.task.validation_images is None:
             return
-        images, began = None, time.perf_counter()
-        with self.averaged_weights() as unet:  # every process enters: under FSDP it gathers the weights
-            if unet is not None:
-                generator = torch.Generator(device=accelerator.device).manual_seed(self.args.seed)
-                unet.eval()
-                with accelerator.autocast():
-                    images = self.task.validation_images(self.pipeline(unet), self.args, generator)
-                unet.train()
-        if images:
-            folder = self.logger.images("validation", images, step)
-            tqdm.write(f"validation images ({time.perf_counter() - began:.1f} s, not counted in samples/s): {folder}")
-        accelerator.wait_for_everyone()
+        images = None
+        with paused():
+            began = time.perf_counter()
+            with self.averaged_weights() as unet:  # every process enters: under FSDP it gathers the weights
+                if unet is not None:
+                    generator = torch.Generator(device=accelerator.device).manual_seed(self.args.seed)
+                    unet.eval()
+                    with accelerator.autocast():
+                        images = self.task.validation_images(self.pipeline(unet), self.args, generator)
+                    unet.train()
+            if images:
+                folder = self.logger.images("validation", images, step)
+                tqdm.write(f"validation images ({time.perf_counter() - began:.1f} s, not counted in samples/s): {folder}")
+            accelerator.wait_for_everyone()
 
     @contextmanager
     def averaged_weights(self):
