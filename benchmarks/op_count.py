@@ -11,8 +11,9 @@ way: the trainer from ``build_trainer`` on a fresh copy of the random model,
 one batch of its data. After two warm-up steps, one step (``micro_step`` +
 ``optimizer_step``) runs under a ``TorchDispatchMode`` that counts every aten
 operation. Views (outputs that alias an input, no kernel), dtype casts
-(``_to_copy``: under autocast, mostly each weight's cast and its gradient's)
-and the rest are counted apart. Prints one markdown table. torch's default
+(``_to_copy``: under autocast, mostly each weight's cast and its gradient's),
+host reads (operations whose result Python needs, such as ``.item()``: on a
+GPU each one waits for the device) and the rest are counted apart. Prints one markdown table. torch's default
 AdamW loops over the tensors on a CPU but runs foreach kernels on a GPU: the
 rows before "fused AdamW" count more on a CPU than a GPU would dispatch.
 
@@ -32,6 +33,9 @@ from benchmarks.throughput import CONFIGS, Bench, release_row, rows_for, work_fo
 from ip2p.shared.cli import UserError, at_least, make_parser, run_main  # noqa: E402
 
 WARMUP_STEPS = 2
+# Operations whose result the host needs: on a GPU each waits for the device's queue.
+HOST_READS = {"_local_scalar_dense", "is_nonzero", "equal", "nonzero", "masked_select", "_unique2", "unique_dim",
+              "unique_consecutive"}
 
 
 def parse_args(argv):
@@ -53,7 +57,7 @@ def step_rows(config: str, parts) -> list:
 
 
 def count_operations(step) -> Counter:
-    """The aten operations one call of ``step`` dispatches: "all", "views", "dtype casts" and each name."""
+    """The aten operations one call of ``step`` dispatches: "all", "views", "dtype casts", "host reads" and each name."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     counts = Counter()
@@ -66,6 +70,8 @@ def count_operations(step) -> Counter:
                 counts["views"] += 1
             elif func.overloadpacket.__name__ == "_to_copy":
                 counts["dtype casts"] += 1
+            elif func.overloadpacket.__name__ in HOST_READS:
+                counts["host reads"] += 1
             return func(*args, **(kwargs or {}))
 
     with Counting():
@@ -99,13 +105,15 @@ def main(argv=None) -> int:
         bench = Bench(args, work)
         print(f"{args.config}-shaped 84-channel UNet, {args.resolution} px, batch {args.batch_size}: "
               "aten operations dispatched by one training step")
-        print("| configuration | operations | views (no kernel) | dtype casts | others |\n| --- | --- | --- | --- | --- |")
+        print("| configuration | operations | views (no kernel) | dtype casts | host reads (a GPU sync each) | others |\n"
+              "| --- | --- | --- | --- | --- | --- |")
         for index, (label, options) in enumerate(rows):
             row = dict(label=label, resolution=args.resolution, batch_size=args.batch_size, index=index, options=options)
             with redirect_stdout(sys.stderr):  # the trainer's own lines; stdout carries the table alone
                 counts = count_row(bench, row)
-            others = counts["all"] - counts["views"] - counts["dtype casts"]
-            print(f"| {label} | {counts['all']} | {counts['views']} | {counts['dtype casts']} | {others} |", flush=True)
+            others = counts["all"] - counts["views"] - counts["dtype casts"] - counts["host reads"]
+            print(f"| {label} | {counts['all']} | {counts['views']} | {counts['dtype casts']} | {counts['host reads']} | {others} |",
+                  flush=True)
     return 0
 
 
