@@ -13,9 +13,10 @@ one batch of its data. After two warm-up steps, one step (``micro_step`` +
 operation. Views (outputs that alias an input, no kernel), dtype casts
 (``_to_copy``: under autocast, mostly each weight's cast and its gradient's),
 host reads (operations whose result Python needs, such as ``.item()``: on a
-GPU each one waits for the device) and the rest are counted apart. Prints one markdown table. torch's default
-AdamW loops over the tensors on a CPU but runs foreach kernels on a GPU: the
-rows before "fused AdamW" count more on a CPU than a GPU would dispatch.
+GPU each one waits for the device) and the rest are counted apart. Prints
+one markdown table. torch's default AdamW loops over the tensors on a CPU
+but runs foreach kernels on a GPU: the rows before "fused AdamW" count more
+on a CPU than a GPU would dispatch.
 
     python benchmarks/op_count.py --config sd15 --resolution 64 --batch-size 1   # SD-1.5 shapes, on CPU
     python benchmarks/op_count.py --row "fused AdamW" --row EMA                   # tiny model, two rows
@@ -80,14 +81,8 @@ def count_operations(step) -> Counter:
 
 
 def count_row(bench: Bench, row: dict) -> Counter:
-    trainer, _ = bench.build(row, WARMUP_STEPS + 2, 10**6)
     try:
-        batch = next(trainer.batches())
-
-        def step():
-            trainer.micro_step(batch)
-            trainer.optimizer_step()
-
+        _, step = bench.trainer_step(row, WARMUP_STEPS + 2)
         for _ in range(WARMUP_STEPS):  # lazy state (optimizer moments, autocast's first casts) is made here, not counted
             step()
         return count_operations(step)
@@ -100,7 +95,7 @@ def main(argv=None) -> int:
     rows = step_rows(args.config, args.row)
     if not rows:
         raise UserError(f"no eager step row's label contains {' or '.join(map(repr, args.row))}; "
-                         f"the rows are: {', '.join(label for label, _ in step_rows(args.config, None))}")
+                        f"the rows are: {', '.join(label for label, _ in step_rows(args.config, None))}")
     with work_folder(args.work_dir) as work:
         bench = Bench(args, work)
         print(f"{args.config}-shaped 84-channel UNet, {args.resolution} px, batch {args.batch_size}: "

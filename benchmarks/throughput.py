@@ -267,11 +267,10 @@ class Bench:
             release_row(self.device)
         return dict(result, peak_memory_gb=result.get("peak_memory_gb") or peak_memory_gb(self.device), device=device_name(self.device))
 
-    def time_step(self, row: dict) -> dict:
-        """The trainer's step on one batch of its data: the first step timed
-        apart (compilation, allocator warm-up), then warm-up, then the timed steps."""
-        args = self.args
-        trainer, _ = self.build(row, 1 + args.warmup + args.steps + PROFILED_STEPS + 3, 10**6)
+    def trainer_step(self, row: dict, max_steps: int):
+        """(trainer, step) for this row: ``step()`` runs the trainer's step
+        (``micro_step`` + ``optimizer_step``) on one batch of its data, again and again."""
+        trainer, _ = self.build(row, max_steps, 10**6)
         batch = next(trainer.batches())  # cached latents or pixels, as the loader gives them
         if self.device.type == "cuda":
             batch = {k: v.pin_memory() for k, v in batch.items()}
@@ -280,6 +279,13 @@ class Bench:
             trainer.micro_step(batch)
             trainer.optimizer_step()
 
+        return trainer, step
+
+    def time_step(self, row: dict) -> dict:
+        """The trainer's step on one batch of its data: the first step timed
+        apart (compilation, allocator warm-up), then warm-up, then the timed steps."""
+        args = self.args
+        trainer, step = self.trainer_step(row, 1 + args.warmup + args.steps + PROFILED_STEPS + 3)
         path = "cached" if row["options"]["cache"] else "online"
         if path not in self.flops_per_sample and not row["options"]["torch_compile"]:
             self.flops_per_sample[path] = count_flops(step) / row["batch_size"]

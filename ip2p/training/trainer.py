@@ -255,7 +255,7 @@ class Trainer:
         device = self.accelerator.device
         meter = ThroughputMeter(accumulation * self.args.train_batch_size * self.accelerator.num_processes,
                                 sync=lambda: torch.cuda.synchronize(device) if device.type == "cuda" else None)
-        loss_sum, micro_steps, pending = torch.zeros((), device=self.accelerator.device), 0, []
+        loss_sum, micro_steps, pending = torch.zeros((), device=device), 0, []
         with tqdm(total=self.max_steps, initial=self.state.global_step, desc="training",
                   disable=not self.accelerator.is_main_process) as progress:
             for batch in self.batches(meter.paused):
