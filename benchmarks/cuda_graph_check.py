@@ -13,10 +13,13 @@ than ``--tolerance`` (relative, over all gradients). ``--mode default``
 compiles without CUDA graphs: it tells a miscompiled step from a graph's
 fault. ``--inductor-layout`` lets inductor choose the convolutions' layout,
 which the trainer turns off (``configure_compiler``: on CPU that choice
-computed gradients 42 % off). On CPU there are no CUDA graphs: the run then
-checks only the compiled step (a dry run).
+computed gradients 42 % off). ``--mode capture`` checks ``--cuda_graph_unet``
+instead: the eager UNet recorded as CUDA graphs, nothing compiled. On CPU there
+are no CUDA graphs: the run then checks only the compiled step (a dry run), and
+``--mode capture`` prints a row saying it did not run.
 
     python benchmarks/cuda_graph_check.py --model TINY_MODEL --data PROCESSED --output-dir /tmp/graphs
+    python benchmarks/cuda_graph_check.py --mode capture --model TINY_MODEL --data PROCESSED --output-dir /tmp/capture
     python benchmarks/cuda_graph_check.py --mode default --inductor-layout --model TINY_MODEL --data PROCESSED --output-dir /tmp/layout
 """
 
@@ -34,10 +37,11 @@ from ip2p.training.speed import allocate_gradients  # noqa: E402
 ROW_HEAD = "| check | rounds | first round (s) | largest relative gradient difference | result |\n| --- | --- | --- | --- | --- |"
 
 
-def accumulated_gradients(trainer, unet, batches, seed: int) -> list:
-    """The gradients of ``batches`` accumulated as one optimizer step, through ``unet``, each micro-batch's noise seeded alike."""
-    trainer.models.unet = unet
-    parameters = [p for p in unet.parameters() if p.requires_grad]
+def accumulated_gradients(trainer, side, batches, seed: int) -> list:
+    """The gradients of ``batches`` accumulated as one optimizer step, through
+    ``side`` (the trainer's UNet and its graphed call, or None), each micro-batch's noise seeded alike."""
+    trainer.models.unet, trainer.graphed_unet = side
+    parameters = [p for p in trainer.models.unet.parameters() if p.requires_grad]
     allocate_gradients(parameters)  # the trainer keeps them only under CUDA graphs
     for parameter in parameters:
         parameter.grad.zero_()
@@ -55,6 +59,12 @@ def relative_difference(gradients: list, reference: list) -> float:
     return (torch.linalg.vector_norm(difference) / torch.linalg.vector_norm(norm)).item()
 
 
+def can_record() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def main(argv=None) -> int:
     parser = make_parser(__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="the base pipeline folder (the tiny model)")
@@ -62,13 +72,16 @@ def main(argv=None) -> int:
     parser.add_argument("--output-dir", required=True, help="a new folder for the run")
     parser.add_argument("--resolution", type=at_least(8), default=64)
     parser.add_argument("--batch-size", type=at_least(1), default=4, help="per micro-batch; the data must hold two")
-    parser.add_argument("--mode", default="reduce-overhead", choices=("reduce-overhead", "max-autotune", "default"),
-                        help="default: compiled without CUDA graphs, which tells a miscompile from a graph's fault")
+    parser.add_argument("--mode", default="reduce-overhead", choices=("reduce-overhead", "max-autotune", "default", "capture"),
+                        help="default: compiled without CUDA graphs, which tells a miscompile from a graph's fault; "
+                             "capture: --cuda_graph_unet, the eager UNet recorded as CUDA graphs (a GPU only)")
     parser.add_argument("--inductor-layout", action="store_true",
                         help="let inductor choose the convolutions' memory layout (the trainer keeps the model's)")
     parser.add_argument("--rounds", type=at_least(3), default=4, help="optimizer steps compared (graphs replay from the third)")
     parser.add_argument("--tolerance", type=float, default=1e-2)
     options = parser.parse_args(argv)
+    if options.mode == "capture" and options.inductor_layout:
+        parser.error("--inductor-layout is a compiler setting: give it with --mode default or reduce-overhead, not capture")
 
     import torch
 
@@ -76,12 +89,18 @@ def main(argv=None) -> int:
     from ip2p.training.trainer import build_trainer
     from ip2p.training.video_task import parse_video_args, video_task
 
+    capture = options.mode == "capture"
+    if capture and not can_record():  # the dry run on CPU: nothing can be recorded there
+        print(ROW_HEAD)
+        print("| CUDA graphs of the UNet (--cuda_graph_unet), accumulation 2 | 0 | - | - | not run: needs a CUDA GPU |")
+        return 0
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # fp32 on both sides: a crisp comparison
+    graph_flags = ["--cuda_graph_unet"] if capture else ["--torch_compile", "--torch_compile_mode", options.mode]
     args = parse_video_args(["--pretrained_model_name_or_path", options.model, "--train_data_dir", options.data,
                              "--output_dir", options.output_dir, "--resolution", str(options.resolution),
                              "--train_batch_size", str(options.batch_size),
                              "--gradient_accumulation_steps", "2", "--max_train_steps", str(options.rounds),
-                             "--mixed_precision", "no", "--torch_compile", "--torch_compile_mode", options.mode,
+                             "--mixed_precision", "no", *graph_flags,
                              "--latent_cache_dir", str(Path(options.output_dir) / "cache"), "--num_validation_images", "0",
                              "--report_to", "none", "--seed", "0"])
     trainer = build_trainer(args, video_task(args))
@@ -89,21 +108,24 @@ def main(argv=None) -> int:
         import torch._inductor.config
 
         torch._inductor.config.layout_optimization = True
-    compiled = trainer.models.unet
-    eager = unwrap(trainer.accelerator, compiled)  # the same module and parameters, uncompiled (one process: no DDP)
+    graphed = (trainer.models.unet, trainer.graphed_unet)
+    # The same module and parameters, uncompiled and unrecorded (one process: no DDP).
+    eager = (unwrap(trainer.accelerator, trainer.models.unet), None)
     feed = trainer.batches()
     batches = [next(feed), next(feed)]
     differences, began, first_round = [], time.perf_counter(), 0.0
     for round_index in range(options.rounds):
-        graphed = accumulated_gradients(trainer, compiled, batches, seed=2 * round_index)
+        gradients = accumulated_gradients(trainer, graphed, batches, seed=2 * round_index)
         if round_index == 0:
             first_round = time.perf_counter() - began  # compilation, recording
         reference = accumulated_gradients(trainer, eager, batches, seed=2 * round_index)
-        differences.append(relative_difference(graphed, reference))
-        trainer.models.unet = compiled
+        differences.append(relative_difference(gradients, reference))
+        trainer.models.unet, trainer.graphed_unet = graphed
         trainer.optimizer_step()
     device = trainer.accelerator.device
-    if os.environ.get("TORCHDYNAMO_DISABLE") == "1":
+    if capture:
+        graphs = "CUDA graphs of the UNet (--cuda_graph_unet), not compiled"
+    elif os.environ.get("TORCHDYNAMO_DISABLE") == "1":
         graphs = "not compiled (TORCHDYNAMO_DISABLE=1)"
     elif options.mode == "default":
         graphs = "compiled without CUDA graphs"
@@ -114,7 +136,8 @@ def main(argv=None) -> int:
     layout = "channels_last" if trainer.args.channels_last else "NCHW"  # the machine's default: channels_last on a GPU
     if options.inductor_layout:
         layout += ", inductor's layout choice"
-    setting = (f"{graphs}, --torch_compile_mode {options.mode}, accumulation 2, fp32, {layout}, {options.resolution} px, "
+    mode = "" if capture else f", --torch_compile_mode {options.mode}"
+    setting = (f"{graphs}{mode}, accumulation 2, fp32, {layout}, {options.resolution} px, "
                f"batch {options.batch_size}")
     rounds = ", ".join(f"{difference:.1e}" for difference in differences)
     verdict = "agrees with eager" if passed else f"DIFFERS beyond {options.tolerance:g}"

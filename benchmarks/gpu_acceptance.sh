@@ -7,12 +7,14 @@
 #    checkpoint at step 20, then a resume to step 30 (the two precisions run
 #    side by side: the host has cores to spare and the tiny model needs little
 #    of the GPU); 2. predict.py's 3-frame rollout of the bf16 model on the GPU;
-#    beside them, benchmarks/cuda_graph_check.py: the compiled step's accumulated
-#    gradients against eager, under CUDA graphs, without them, and with
-#    inductor choosing the convolutions' layout;
+#    beside them, benchmarks/cuda_graph_check.py: the accumulated gradients of
+#    the UNet recorded as CUDA graphs (--cuda_graph_unet), and of the compiled
+#    step under CUDA graphs, without them, and with inductor choosing the
+#    convolutions' layout, each against eager;
 # 3. the throughput table of the SD-1.5-shaped 84-channel UNet at 256x256,
 #    batch 32, every row, in one process (benchmarks/throughput.py), with a
-#    torch.profiler summary of the fused-AdamW row; its clips are generated
+#    torch.profiler summary of the fused-AdamW row and of the --cuda_graph_unet
+#    row; its clips are generated
 #    while 1 and 2 run; 4. the 512x512 table, as far as the time left allows.
 # The report (default gpu_acceptance.md) names the device and its own wall
 # time, and is written as the run goes: a cut-off run keeps what it finished.
@@ -49,10 +51,10 @@ graph_pids=()
     --work-dir "$work/bench" --prepare-only > "$work/bench-prepare.log" 2>&1 &
 prepare=$!
 tiny_setup
-# The compiled step's accumulated gradients against eager (tiny model): under CUDA graphs, without them, and
-# with inductor choosing the convolutions' layout (off in the trainer: wrong on CPU). Their compilation
-# overlaps the training below.
-graph_checks=("reduce-overhead" "default" "default --inductor-layout")
+# Accumulated gradients against eager (tiny model): the UNet recorded as CUDA graphs; the compiled step under
+# CUDA graphs, without them, and with inductor choosing the convolutions' layout (off in the trainer: wrong on
+# CPU). Their compilation overlaps the training below.
+graph_checks=("capture" "reduce-overhead" "default" "default --inductor-layout")
 for check in "${graph_checks[@]}"; do
     # shellcheck disable=SC2086  # $check is the mode and its flags
     "$python" benchmarks/cuda_graph_check.py --mode $check --model "$work/tiny" --data "$work/processed" \
@@ -95,7 +97,7 @@ wait "$fp16" || true
 echo "training and rollout done: $(elapsed) s" >&2
 for pid in "${graph_pids[@]}"; do wait "$pid" || true; done  # before the throughput table, which they would disturb
 {
-    echo "## Compiled step against eager, accumulation 2 (benchmarks/cuda_graph_check.py)"
+    echo "## CUDA graphs and the compiled step against eager, accumulation 2 (benchmarks/cuda_graph_check.py)"
     echo
     echo "| check | rounds | first round (s) | largest relative gradient difference | result |"
     echo "| --- | --- | --- | --- | --- |"
@@ -115,7 +117,7 @@ left=$(( budget - $(elapsed) - 10 ))
 echo "## Throughput: ${config}-shaped 84-channel UNet, batch $batch, ${left} s left of ${budget} s" >> "$report"
 echo >> "$report"
 "$python" benchmarks/throughput.py --config "$config" --resolution "$resolution" --resolution "$large" --batch-size "$batch" \
-    --work-dir "$work/bench" --json "$work/perf.json" --budget-s "$(( left > 1 ? left : 1 ))" --profile-row "fused AdamW" \
+    --work-dir "$work/bench" --json "$work/perf.json" --budget-s "$(( left > 1 ? left : 1 ))" --profile-row "fused AdamW" --profile-row "CUDA graphs of the UNet" \
     >> "$report" 2> "$work/bench.log" || echo "(some rows failed: $(grep '^error' "$work/bench.log" | tail -1))" >> "$report"
 
 echo "wall time of this acceptance run: $(elapsed) s (budget ${budget} s)" >> "$report"

@@ -53,7 +53,7 @@ def parse_args(argv):
 def step_rows(config: str, parts) -> list:
     """throughput.py's rows that time one eager step, or those whose label contains one of ``parts``."""
     rows = [(label, options) for label, options in rows_for(config)
-            if not options["torch_compile"] and not options.get("whole_trainer")]
+            if not options["torch_compile"] and not options["cuda_graph_unet"] and not options.get("whole_trainer")]
     return [(label, options) for label, options in rows if not parts or any(part in label for part in parts)]
 
 

@@ -21,13 +21,16 @@ Rows, each on top of the one before from "cached latents" on:
 - + channels_last, + bf16 autocast, + fused AdamW, + EMA: the eager stack;
 - whole trainer: the trainer's whole run with the eager stack: data
   loading, logging, EMA, a checkpoint and the per-step loss check included;
+- the eager stack with the UNet's forward and backward recorded as CUDA
+  graphs (``--cuda_graph_unet``, nothing compiled), then the whole trainer
+  so: on a GPU only (a CPU run lists them as skipped);
 - the eager stack compiled: ``--torch_compile``, then with CUDA graphs
   (``--torch_compile_mode reduce-overhead``), then the whole trainer so;
 - + gradient checkpointing: the eager stack trading speed for memory (a reference).
 
-The compiled rows come after every eager one: a compilation takes minutes on
+The compiled rows come after every other one: a compilation takes minutes on
 a slow GPU host, and a run whose ``--budget-s`` runs out there keeps the
-eager table whole.
+rest of the table whole.
 
 Columns: samples/s over the timed steps; the first step's seconds (for a
 compiled row: compilation, reported apart from the step); achieved TFLOP/s
@@ -40,7 +43,7 @@ began); and, on a GPU, whether the step synchronises with the host
 Each row is printed, and appended to ``--json``, as soon as it finishes; a
 run that is cut off keeps the rows it finished. ``--budget-s`` skips a row
 that would not fit (estimated from the rows already run). ``--profile-row``
-records a ``torch.profiler`` trace of 5 steps of one row and prints the
+records a ``torch.profiler`` trace of 5 steps of a row and prints the
 wall and device-busy time per step, the top 10 kernels, the host time
 spent launching them and the launch calls a step.
 
@@ -72,7 +75,7 @@ CONFIGS = {
     "sd15": dict(resolutions=[256, 512], batch_size=32, steps=10, warmup=3, trainer_steps=40),
 }
 BASE_OPTIONS = dict(cache=True, attention="sdpa", channels_last=False, mixed_precision="no", fused_adam=False,
-                    torch_compile=False, compile_mode="default", use_ema=False)
+                    torch_compile=False, compile_mode="default", use_ema=False, cuda_graph_unet=False)
 STACK = [  # (label, options added to the row before)
     ("+ channels_last", dict(channels_last=True)),
     ("+ bf16 autocast", dict(mixed_precision="bf16")),
@@ -100,6 +103,10 @@ def rows_for(config: str):
     # Eager rows first, the compiled ones after them: a compilation takes minutes on a slow GPU host, so a run
     # whose --budget-s ends inside one still has every eager row, its whole trainer included.
     rows.append(("whole trainer (stack above, data loading included)", dict(options, whole_trainer=True)))
+    # Recorded, not compiled: its first step costs seconds, so it comes before the compiled rows. A GPU only.
+    graphed = dict(options, cuda_graph_unet=True)
+    rows.append(("eager stack + CUDA graphs of the UNet (--cuda_graph_unet, nothing compiled)", dict(graphed)))
+    rows.append(("whole trainer, UNet CUDA graphs (row above, data loading included)", dict(graphed, whole_trainer=True)))
     compiled = dict(options, torch_compile=True)
     rows.append(("eager stack + torch.compile", dict(compiled)))
     rows.append(("eager stack + CUDA graphs (compile mode reduce-overhead)", dict(compiled, compile_mode="reduce-overhead")))
@@ -127,9 +134,9 @@ def parse_args(argv):
                              "in the next run (default: a temporary folder, removed at the end)")
     parser.add_argument("--budget-s", type=at_least(1.0, float),
                         help="skip a row that would end later than this many seconds after the start")
-    parser.add_argument("--profile-row", metavar="LABEL_PART",
-                        help=f"record a torch.profiler trace of {PROFILED_STEPS} steps of the first row whose label "
-                             "contains this text, e.g. 'fused AdamW'")
+    parser.add_argument("--profile-row", metavar="LABEL_PART", action="append", default=[],
+                        help=f"record a torch.profiler trace of {PROFILED_STEPS} steps of the first step row whose label "
+                             "contains this text, e.g. 'fused AdamW' (repeatable)")
     parser.add_argument("--prepare-only", action="store_true",
                         help="only generate the clips and processed sets into --work-dir (to overlap with other work)")
     args = parser.parse_args(argv)
@@ -228,6 +235,7 @@ def trainer_args(work: Path, data: Path, row: dict, output: Path, max_steps: int
             "--torch_compile" if options["torch_compile"] else "--no_torch_compile",
             "--torch_compile_mode", options["compile_mode"]]
     argv += ["--use_ema"] * options["use_ema"] + ["--gradient_checkpointing"] * options.get("gradient_checkpointing", False)
+    argv += ["--cuda_graph_unet"] * options["cuda_graph_unet"]
     argv += ["--report_to", "tensorboard" if options.get("whole_trainer") else "none"]
     return parse_video_args(argv)
 
@@ -287,7 +295,7 @@ class Bench:
         args = self.args
         trainer, step = self.trainer_step(row, 1 + args.warmup + args.steps + PROFILED_STEPS + 3)
         path = "cached" if row["options"]["cache"] else "online"
-        if path not in self.flops_per_sample and not row["options"]["torch_compile"]:
+        if path not in self.flops_per_sample and not row["options"]["torch_compile"] and not row["options"]["cuda_graph_unet"]:
             self.flops_per_sample[path] = count_flops(step) / row["batch_size"]
         first_step_s = timed(step, 1, self.device)
         timed(step, args.warmup, self.device)
@@ -296,7 +304,7 @@ class Bench:
                       first_step_seconds=first_step_s, flops_per_sample=self.flops_per_sample.get(path),
                       peak_memory_gb=peak_memory_gb(self.device), host_sync=host_sync_check(step, self.device))
         if row["profile_requested"]:
-            result["profile"] = profile_steps(step, self.device, self.work / f"profile-{row['resolution']}.json")
+            result["profile"] = profile_steps(step, self.device, self.work / f"profile-{row['resolution']}-{row['index']:02d}.json")
         trainer.accelerator.free_memory()
         return result
 
@@ -533,20 +541,23 @@ def selected_rows(args) -> list:
 def run_table(bench: Bench, args, resolution: int, budget: Budget, results: list) -> None:
     """Every row at one resolution, each printed and saved as it finishes."""
     print(table_header(resolution, args.batch_size, device_name(bench.device)), flush=True)
-    first_rate, peak, profiled = None, peak_for(device_name(bench.device), args.peak_tflops), False
+    first_rate, peak, profiled = None, peak_for(device_name(bench.device), args.peak_tflops), set()
     for index, (label, options) in enumerate(selected_rows(args)):
-        profile = bool(args.profile_row) and args.profile_row in label and not profiled and not options.get("whole_trainer")
+        parts = {part for part in args.profile_row if part in label and part not in profiled}
         row = dict(label=label, resolution=resolution, batch_size=args.batch_size, index=index, options=options,
-                   profile_requested=profile)
+                   profile_requested=bool(parts) and not options.get("whole_trainer"))
         compiled = options["torch_compile"]
-        if not budget.fits(compiled, resolution):
+        if options["cuda_graph_unet"] and bench.device.type != "cuda":
+            row["skipped"] = "needs a CUDA GPU (--cuda_graph_unet)"
+        elif not budget.fits(compiled, resolution):
             row["skipped"] = f"would not fit in --budget-s {args.budget_s:g}"
         else:
             print(f"[{args.config} {resolution}px] {label} ...", file=sys.stderr, flush=True)
             started = time.perf_counter()
             row.update(run_row(bench, row))
             budget.record(compiled, resolution, time.perf_counter() - started)
-            profiled |= profile and "profile" in row
+            if "profile" in row:
+                profiled |= parts
         first_rate = first_rate or (row.get("samples_per_second") if index == 0 else None)
         results.append(row)
         write_json(args.json, results)

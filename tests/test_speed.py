@@ -163,7 +163,7 @@ def test_accumulated_gradients_survive_a_mocked_cuda_graph_rewriting_its_memory(
     assert added == buffers, weight.grad
 
 
-def test_only_cuda_graph_compile_modes_with_accumulation_keep_gradient_buffers():
+def test_only_cuda_graph_modes_with_accumulation_keep_gradient_buffers():
     from ip2p.training.speed import keeps_gradient_buffers
 
     def keeps(*flags):
@@ -174,6 +174,8 @@ def test_only_cuda_graph_compile_modes_with_accumulation_keep_gradient_buffers()
     assert not keeps("--torch_compile", "--torch_compile_mode", "reduce-overhead", "--gradient_accumulation_steps", "1")
     assert not keeps("--torch_compile", "--torch_compile_mode", "max-autotune-no-cudagraphs", "--gradient_accumulation_steps", "2")
     assert not keeps("--torch_compile_mode", "reduce-overhead", "--gradient_accumulation_steps", "2")  # not compiled
+    assert keeps("--cuda_graph_unet", "--gradient_accumulation_steps", "2")  # recorded without compiling
+    assert not keeps("--cuda_graph_unet", "--gradient_accumulation_steps", "1")
 
 
 def test_trainer_under_cuda_graph_mode_adds_into_the_same_gradient_buffers_every_step(tmp_path, tiny_model, clips, monkeypatch):
@@ -246,10 +248,10 @@ def table_lines(stdout: str) -> list:
 
 @pytest.fixture(scope="module")
 def throughput_run(tmp_path_factory):
-    """One whole tiny table in one process, into a kept work folder, with a profile of one row."""
+    """One whole tiny table in one process, into a kept work folder, with profiles of two rows."""
     tmp_path = tmp_path_factory.mktemp("throughput")
     done = run_throughput(tmp_path, "--trainer-steps", 2, "--json", tmp_path / "rows.json", "--work-dir", tmp_path / "work",
-                          "--profile-row", "fused AdamW")
+                          "--profile-row", "fused AdamW", "--profile-row", "eager attention")
     return tmp_path, done
 
 
@@ -263,22 +265,27 @@ def test_throughput_benchmark_prints_every_row(throughput_run):
     assert [line.split(" | ")[0][2:] for line in table] == labels
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert [row["label"] for row in rows] == labels
-    assert all(row["samples_per_second"] > 0 and row["peak_memory_gb"] > 0 for row in rows)
+    # --cuda_graph_unet records CUDA graphs: on CPU its two rows say so; every other row ran.
+    skipped = [row for row in rows if "skipped" in row]
+    assert [row["options"]["cuda_graph_unet"] for row in skipped] == [True, True]
+    assert all(row["skipped"] == "needs a CUDA GPU (--cuda_graph_unet)" for row in skipped)
+    assert all(row["samples_per_second"] > 0 and row["peak_memory_gb"] > 0 for row in rows if row not in skipped)
     online, cached = rows[0], rows[1]
     # The online row also pays for 21 VAE encodes per sample; both counts are of real arithmetic.
     assert online["flops_per_sample"] > cached["flops_per_sample"] > 0
     assert table[0].split(" | ")[6] == "1.00x"
     # One process: the model was built once, so every row shares it (a per-row process would rebuild it each time).
-    assert done.stderr.count("[tiny 32px]") == len(labels)
-    # Both whole-trainer rows (eager and compiled) saved a checkpoint, timed apart from their rate.
-    whole = [row for row in rows if row["options"].get("whole_trainer")]
+    assert done.stderr.count("[tiny 32px]") == len(labels) - len(skipped)
+    # Both whole-trainer rows run here (eager and compiled) saved a checkpoint, timed apart from their rate.
+    whole = [row for row in rows if row["options"].get("whole_trainer") and row not in skipped]
     assert len(whole) == 2 and all(row["checkpoint_seconds"] > 0 and row["checkpoint_gb"] > 0 for row in whole)
     assert all(f"{row['label']}: its checkpoint ({row['checkpoint_gb']:.2f} GB) took" in done.stdout for row in whole)
     assert (tmp_path / "work/runs").is_dir()  # removed once read:
     assert not any((tmp_path / f"work/runs/32-{row['index']:02d}").exists() for row in whole)
     profiled = [row for row in rows if "profile" in row]
-    assert [row["label"] for row in profiled] == ["+ fused AdamW"]
-    assert len(profiled[0]["profile"]["top"]) == 10 and Path(profiled[0]["profile"]["trace"]).stat().st_size > 0
+    assert [row["label"] for row in profiled] == ["cached latents, eager attention", "+ fused AdamW"]
+    assert all(len(row["profile"]["top"]) == 10 and Path(row["profile"]["trace"]).stat().st_size > 0 for row in profiled)
+    assert profiled[0]["profile"]["trace"] != profiled[1]["profile"]["trace"]
     assert "profile of '+ fused AdamW' at 32px, 5 steps" in done.stdout
 
 
@@ -295,7 +302,7 @@ def test_throughput_work_dir_is_reused_and_a_spent_budget_skips_every_row(throug
     done = run_throughput(tmp_path, "--trainer-steps", 0, "--json", tmp_path / "budget.json", "--work-dir", work, "--budget-s", 1)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads((tmp_path / "budget.json").read_text())
-    assert rows and all(row["skipped"] == "would not fit in --budget-s 1" for row in rows)
+    assert rows and all(row["skipped"] == "would not fit in --budget-s 1" for row in rows if not row["options"]["cuda_graph_unet"])
     assert "[tiny 32px]" not in done.stderr
 
 

@@ -139,6 +139,9 @@ SHARED_ARGUMENTS = {
                                                     "the compiled step as CUDA graphs (fixed shapes: one resolution, full "
                                                     "batches), cutting the host's kernel launches",
             choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")),
+        Arg("--cuda_graph_unet", "store_true", False, "record the UNet's forward and backward as CUDA graphs at the first "
+                                                      "step and replay them (torch.cuda.make_graphed_callables): fewer host "
+                                                      "launches without compiling; one GPU, one process, fixed shapes"),
         Arg("--dataloader_prefetch_factor", int, None, "batches each data-loading worker prepares ahead (PyTorch default: 2)"),
         Arg("--allow_tf32", "store_true", False, "allow TF32 matrix maths on Ampere and newer GPUs"),
     ],
@@ -196,6 +199,11 @@ def parse_training_args(parser: argparse.ArgumentParser, argv=None) -> argparse.
         parser.error(f"--learning_rate must be above 0, got {args.learning_rate:g}")
     if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
         parser.error("--checkpoints_total_limit must be at least 1")
+    if args.cuda_graph_unet and args.torch_compile:
+        parser.error("give --cuda_graph_unet (records the eager UNet) or --torch_compile (--torch_compile_mode "
+                     "reduce-overhead replays the compiled one as CUDA graphs), not both")
+    if args.cuda_graph_unet and args.gradient_checkpointing:
+        parser.error("--cuda_graph_unet cannot record gradient checkpointing's recomputation: leave one of them out")
     return args
 
 

@@ -14,7 +14,8 @@ from typing import Tuple
 import torch
 import torch.distributed as dist
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin, broadcast_object_list, is_wandb_available, set_seed
+from accelerate.utils import (AutocastKwargs, ProjectConfiguration, TorchDynamoPlugin, broadcast_object_list, is_wandb_available,
+                               set_seed)
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 
@@ -92,8 +93,11 @@ def make_accelerator(args):
         raise UserError("the accelerate config asks for FSDP, which accelerate runs on GPUs only; on this machine launch "
                         "with configs/multi_gpu.yaml --cpu, torchrun, or configs/deepspeed_zero2.yaml")
     dynamo = TorchDynamoPlugin(backend="inductor", mode=args.torch_compile_mode) if args.torch_compile else TorchDynamoPlugin(backend="no")
+    # make_graphed_callables refuses autocast's weight cache: the cached casts would be freed under the recorded graph.
+    handlers = [AutocastKwargs(cache_enabled=False)] if args.cuda_graph_unet else None
     accelerator = Accelerator(mixed_precision=args.mixed_precision, log_with=report_to, project_config=project,
-                              cpu=not torch.cuda.is_available() and not deepspeed, dynamo_plugin=dynamo)
+                              cpu=not torch.cuda.is_available() and not deepspeed, dynamo_plugin=dynamo,
+                              kwargs_handlers=handlers)
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != accelerator.num_processes:
         raise UserError(f"launched {launched} processes but accelerate formed a group of {accelerator.num_processes}; "

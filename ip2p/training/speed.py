@@ -30,6 +30,9 @@ records what actually ran:
   without a measured row. A compiled run keeps the convolutions' layout
   (``configure_compiler``); under CUDA graphs, gradient accumulation adds
   into ``.grad`` buffers kept between steps (``keeps_gradient_buffers``).
+- ``--cuda_graph_unet``: opt-in. The UNet's forward and backward recorded as
+  CUDA graphs without compiling (``ip2p.training.cuda_graphs``); the same
+  wait for a measured row before it could become a default.
 """
 
 import os
@@ -148,8 +151,9 @@ def keeps_gradient_buffers(args) -> bool:
     what it should add to (pytorch/pytorch#169545, open; torch 2.13 names it
     in an error message). With a ``.grad`` already there, every micro-batch's
     gradient is added into it. The buffers stay allocated between steps
-    (3.4 GB for the 860M UNet in fp32)."""
-    return replays_cuda_graphs(args) and args.gradient_accumulation_steps > 1
+    (3.4 GB for the 860M UNet in fp32). ``--cuda_graph_unet``'s backward graph
+    hands out its gradients the same way."""
+    return (replays_cuda_graphs(args) or args.cuda_graph_unet) and args.gradient_accumulation_steps > 1
 
 
 def allocate_gradients(parameters) -> None:

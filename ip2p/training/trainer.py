@@ -33,6 +33,7 @@ from .caches import build_prompt_table, fill_latent_cache
 from .checkpoints import (TrainState, find_checkpoint, later_checkpoints, list_checkpoints, load_checkpoint, remove_partial_checkpoints,
                           save_checkpoint)
 from .conditioning import apply_conditioning_dropout, conditioning_dropout_masks
+from .cuda_graphs import GraphedUNet, check_cuda_graph_unet
 from .engines import (check_cuda_graph_accumulation, check_fsdp_settings, configure_deepspeed, gathered_unet, load_fp32_masters,
                       mark_step_end, uses_deepspeed, uses_fsdp, whole_parameters)
 from .objectives import FrameObjective, denoising_target, draw_timesteps
@@ -64,6 +65,7 @@ def build_trainer(args, task: TrainingTask, models: Optional[Models] = None) -> 
     accelerator, args = init_run(args)
     if uses_fsdp(accelerator):
         check_fsdp_settings(accelerator)
+    check_cuda_graph_unet(accelerator, args)  # first: it refuses the engines that the next check names
     check_cuda_graph_accumulation(accelerator, args)
     output_dir = Path(args.output_dir)
     check_output_dir(args, task.script)  # on every process, before any of them writes
@@ -105,7 +107,8 @@ def build_trainer(args, task: TrainingTask, models: Optional[Models] = None) -> 
                       optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema, generator=torch.Generator(device=accelerator.device),
                       weight_dtype=weight_dtype, state=state, max_steps=max_steps, objective_settings=objective_settings,
                       logger=RunLogger(accelerator, output_dir), prompt_table=prompt_table,
-                      empty_text=encode_prompts(models.tokenizer, models.text_encoder, [""], accelerator.device))
+                      empty_text=encode_prompts(models.tokenizer, models.text_encoder, [""], accelerator.device),
+                      graphed_unet=GraphedUNet(models.unet, accelerator.autocast) if args.cuda_graph_unet else None)
     if accelerator.is_main_process:  # training_args.json is written with the weights it describes, not before
         accelerator.init_trackers(task.name, config=_tracker_config(args))
     accelerator.print(f"training {len(dataset)} samples for {max_steps} steps: {accelerator.num_processes} process(es) x batch "
@@ -247,6 +250,7 @@ class Trainer:
     logger: RunLogger
     empty_text: torch.Tensor  # the empty prompt's encoding, for text dropout
     prompt_table: Optional[torch.Tensor] = None  # every instruction's encoding, when cached (items then carry prompt_index)
+    graphed_unet: Optional[GraphedUNet] = None  # --cuda_graph_unet: the UNet's call, replayed as CUDA graphs
     last_validated_step: Optional[int] = None
 
     def run(self) -> Path:
@@ -269,8 +273,8 @@ class Trainer:
                 self.state.global_step += 1
                 meter.step()
                 if meter.steps_timed == 0:  # host time: compilation happens on the host, the GPU's queue is short then
-                    self.accelerator.print(f"first step of this run: {meter.first_step_seconds:.1f} s (compilation and "
-                                           "warm-up; left out of samples/s)")
+                    self.accelerator.print(f"first step of this run: {meter.first_step_seconds:.1f} s (compilation, CUDA graph "
+                                           "recording and warm-up; left out of samples/s)")
                 # The loss stays on the device until reported; the learning rate is this step's, a host float.
                 pending.append((loss_sum / accumulation, self.lr_scheduler.get_last_lr()[0]))
                 loss_sum = torch.zeros_like(loss_sum)
@@ -340,7 +344,10 @@ class Trainer:
             model_input = model_input.contiguous(memory_format=torch.channels_last)
         if uses_deepspeed(self.accelerator):  # its UNet holds bf16/fp16 weights and runs without autocast
             model_input, text = model_input.to(self.weight_dtype), text.to(self.weight_dtype)
-        prediction = models.unet(model_input, timesteps, encoder_hidden_states=text).sample
+        if self.graphed_unet is not None:
+            prediction = self.graphed_unet(model_input, timesteps, text)
+        else:
+            prediction = models.unet(model_input, timesteps, encoder_hidden_states=text).sample
         target = denoising_target(models.noise_scheduler, target_latents, noise, timesteps)
         return F.mse_loss(prediction.float(), target.float())
 
