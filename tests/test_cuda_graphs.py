@@ -20,13 +20,15 @@ class MockedRecording:
     """Stands in for ``torch.cuda.make_graphed_callables(module, sample_args)``
     with its memory behaviour, and with its autocast: a replay's forward and
     backward run under the autocast of the recording (on CPU here), whatever
-    is on at the replay. Counts recordings and replays."""
+    is on at the replay. Counts recordings and replays, and notes the capture
+    mode ``torch.cuda.graph`` would record with."""
 
     def __init__(self):
-        self.recordings, self.replays = 0, 0
+        self.recordings, self.replays, self.capture_modes = 0, 0, []
 
     def __call__(self, module, sample_args, allow_unused_input=False):
         self.recordings += 1
+        self.capture_modes.append(getattr(torch.cuda.graph, "keywords", {}).get("capture_error_mode", "global"))
         forward, recorded_inputs = module.forward, sample_args
         parameters = [p for p in module.parameters() if p.requires_grad]
         autocast = dict(device_type="cpu", enabled=torch.is_autocast_enabled("cpu"), dtype=torch.get_autocast_dtype("cpu"))
@@ -76,6 +78,8 @@ def test_graphed_unet_records_once_on_copies_and_replays_only_calls_of_the_recor
     assert torch.equal(sample, torch.ones(2, 3))  # the recording holds copies: the caller's tensors stay the caller's
     assert torch.equal(graphed(torch.full((2, 3), 3.0), timesteps, text), torch.tensor([[11.0] * 3, [12.0] * 3]))
     assert (recording.recordings, recording.replays) == (1, 2)
+    # Recorded so that the data loader's pin-memory thread cannot break it; torch.cuda.graph is itself again after.
+    assert recording.capture_modes == ["thread_local"] and torch.cuda.graph is torch.cuda.graphs.graph
     smaller = graphed(torch.ones(1, 3), torch.tensor([1.0]), torch.ones(1, 4))  # another batch size: eager
     assert torch.equal(smaller, torch.tensor([[7.0] * 3])) and (recording.recordings, recording.replays) == (1, 2)
     smaller.sum().backward()

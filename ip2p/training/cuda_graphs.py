@@ -24,10 +24,14 @@ What a recording needs, and where the trainer provides it:
 - gradients: the backward graph hands them out in memory that its next replay
   rewrites, so under gradient accumulation the trainer adds them into
   ``.grad`` buffers of its own (``speed.keeps_gradient_buffers``);
+- no other thread's CUDA call may break the recording: the data loader's
+  pin-memory thread allocates pinned memory while the first step records
+  (``captures_in_this_thread_only``);
 - no gradient checkpointing, no ``--torch_compile`` (refused when parsing).
 """
 
-from contextlib import nullcontext
+import functools
+from contextlib import contextmanager, nullcontext
 from typing import Callable, Optional
 
 import torch
@@ -67,12 +71,30 @@ class GraphedUNet:
             # Copies: the recording keeps its inputs as the buffers every replay reads. A parameter the
             # forward leaves unused (a custom UNet's) gets no gradient, as in eager mode.
             examples = tuple(t.detach().clone(memory_format=torch.preserve_format) for t in inputs)
-            with torch.autocast(sample.device.type, enabled=False):  # the forward turns it on again (see above)
+            with torch.autocast(sample.device.type, enabled=False), captures_in_this_thread_only():
+                # (the forward turns autocast on again, see above)
                 self.graphed = self.record(UNetCall(self.unet, self.autocast), examples, allow_unused_input=True)
             self.signature = signature
         if signature != self.signature:
             return self.unet(sample, timesteps, encoder_hidden_states=text).sample
         return self.graphed(*inputs)
+
+
+@contextmanager
+def captures_in_this_thread_only():
+    """``make_graphed_callables`` records under ``torch.cuda.graph``'s default
+    capture mode, "global": a CUDA call from any other thread during the
+    recording, such as the DataLoader's pin-memory thread allocating pinned
+    memory for the next batch, breaks the recording and leaves that thread
+    with the error (seen in other projects; PyTorch names "thread_local" as
+    the mode for it, pytorch/pytorch#174724). The function takes no mode, so
+    for the block ``torch.cuda.graph`` records with "thread_local"."""
+    original = torch.cuda.graph
+    torch.cuda.graph = functools.partial(original, capture_error_mode="thread_local")
+    try:
+        yield
+    finally:
+        torch.cuda.graph = original
 
 
 def check_cuda_graph_unet(accelerator, args) -> None:
