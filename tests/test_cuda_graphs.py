@@ -86,6 +86,15 @@ def test_graphed_unet_records_once_on_copies_and_replays_only_calls_of_the_recor
     assert toy.weight.grad == 3.0
 
 
+def test_a_recording_that_fails_ends_in_one_line_naming_the_way_out():
+    def refused(module, sample_args, **_):
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore detail")
+
+    with pytest.raises(UserError, match=r"could not record the UNet as CUDA graphs \(CUDA error: operation not permitted "
+                                        r"when stream is capturing\); train without it"):
+        GraphedUNet(Toy(), record=refused)(torch.ones(2, 3), torch.tensor([1.0, 2.0]), torch.ones(2, 4))
+
+
 def parsed(*flags):
     return parse_video_args(["--pretrained_model_name_or_path", "m", "--train_data_dir", "d", *flags])
 

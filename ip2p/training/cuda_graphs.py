@@ -71,9 +71,14 @@ class GraphedUNet:
             # Copies: the recording keeps its inputs as the buffers every replay reads. A parameter the
             # forward leaves unused (a custom UNet's) gets no gradient, as in eager mode.
             examples = tuple(t.detach().clone(memory_format=torch.preserve_format) for t in inputs)
-            with torch.autocast(sample.device.type, enabled=False), captures_in_this_thread_only():
-                # (the forward turns autocast on again, see above)
-                self.graphed = self.record(UNetCall(self.unet, self.autocast), examples, allow_unused_input=True)
+            try:
+                with torch.autocast(sample.device.type, enabled=False), captures_in_this_thread_only():
+                    # (the forward turns autocast on again, see above)
+                    self.graphed = self.record(UNetCall(self.unet, self.autocast), examples, allow_unused_input=True)
+            except RuntimeError as err:  # an operation CUDA graphs cannot hold (a custom UNet's), or the driver's refusal
+                detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise UserError(f"--cuda_graph_unet could not record the UNet as CUDA graphs ({detail[:300]}); train "
+                                "without it, or with --torch_compile --torch_compile_mode reduce-overhead") from None
             self.signature = signature
         if signature != self.signature:
             return self.unet(sample, timesteps, encoder_hidden_states=text).sample
