@@ -83,17 +83,18 @@ def main(argv=None) -> int:
     if options.mode == "capture" and options.inductor_layout:
         parser.error("--inductor-layout is a compiler setting: give it with --mode default or reduce-overhead, not capture")
 
+    capture = options.mode == "capture"
+    if capture and not can_record():  # the dry run on CPU: nothing can be recorded there, so nothing is built
+        print(ROW_HEAD)
+        print("| CUDA graphs of the UNet (--cuda_graph_unet), accumulation 2 | 0 | - | - | not run: needs a CUDA GPU |")
+        return 0
+
     import torch
 
     from ip2p.training.saving import unwrap
     from ip2p.training.trainer import build_trainer
     from ip2p.training.video_task import parse_video_args, video_task
 
-    capture = options.mode == "capture"
-    if capture and not can_record():  # the dry run on CPU: nothing can be recorded there
-        print(ROW_HEAD)
-        print("| CUDA graphs of the UNet (--cuda_graph_unet), accumulation 2 | 0 | - | - | not run: needs a CUDA GPU |")
-        return 0
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # fp32 on both sides: a crisp comparison
     graph_flags = ["--cuda_graph_unet"] if capture else ["--torch_compile", "--torch_compile_mode", options.mode]
     args = parse_video_args(["--pretrained_model_name_or_path", options.model, "--train_data_dir", options.data,

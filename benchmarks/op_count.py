@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.throughput import CONFIGS, Bench, release_row, rows_for, work_folder  # noqa: E402
+from benchmarks.throughput import CONFIGS, Bench, release_row, rows_for, runs_op_by_op, work_folder  # noqa: E402
 from ip2p.shared.cli import UserError, at_least, make_parser, run_main  # noqa: E402
 
 WARMUP_STEPS = 2
@@ -53,7 +53,7 @@ def parse_args(argv):
 def step_rows(config: str, parts) -> list:
     """throughput.py's rows that time one eager step, or those whose label contains one of ``parts``."""
     rows = [(label, options) for label, options in rows_for(config)
-            if not options["torch_compile"] and not options["cuda_graph_unet"] and not options.get("whole_trainer")]
+            if runs_op_by_op(options) and not options.get("whole_trainer")]
     return [(label, options) for label, options in rows if not parts or any(part in label for part in parts)]
 
 

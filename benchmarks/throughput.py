@@ -117,6 +117,12 @@ def rows_for(config: str):
     return rows
 
 
+def runs_op_by_op(options: dict) -> bool:
+    """Whether a row's step dispatches each operation from Python (neither
+    compiled nor replayed from a recorded graph): what FLOPs and operations are counted on."""
+    return not options["torch_compile"] and not options["cuda_graph_unet"]
+
+
 def parse_args(argv):
     parser = make_parser(__doc__)
     parser.add_argument("--config", choices=sorted(CONFIGS), default="tiny", help="model shape: tiny (CPU) or sd15 (GPU)")
@@ -295,7 +301,7 @@ class Bench:
         args = self.args
         trainer, step = self.trainer_step(row, 1 + args.warmup + args.steps + PROFILED_STEPS + 3)
         path = "cached" if row["options"]["cache"] else "online"
-        if path not in self.flops_per_sample and not row["options"]["torch_compile"] and not row["options"]["cuda_graph_unet"]:
+        if path not in self.flops_per_sample and runs_op_by_op(row["options"]):
             self.flops_per_sample[path] = count_flops(step) / row["batch_size"]
         first_step_s = timed(step, 1, self.device)
         timed(step, args.warmup, self.device)
