@@ -81,6 +81,8 @@ class GraphedUNet:
                                 "without it, or with --torch_compile --torch_compile_mode reduce-overhead") from None
             self.signature = signature
         if signature != self.signature:
+            # The UNet itself, not the recorded module: make_graphed_callables replaced that module's forward
+            # with the replay, which would copy these inputs into buffers of other shapes.
             return self.unet(sample, timesteps, encoder_hidden_states=text).sample
         return self.graphed(*inputs)
 
