@@ -28,9 +28,9 @@ Rows, each on top of the one before from "cached latents" on:
   (``--torch_compile_mode reduce-overhead``), then the whole trainer so;
 - + gradient checkpointing: the eager stack trading speed for memory (a reference).
 
-The compiled rows come after every other one: a compilation takes minutes on
-a slow GPU host, and a run whose ``--budget-s`` runs out there keeps the
-rest of the table whole.
+The compiled rows come after every other one but the gradient-checkpointing
+reference: a compilation takes minutes on a slow GPU host, and a run whose
+``--budget-s`` runs out there keeps the rest of the table whole.
 
 Columns: samples/s over the timed steps; the first step's seconds (for a
 compiled row: compilation, reported apart from the step); achieved TFLOP/s
@@ -100,8 +100,9 @@ def rows_for(config: str):
     for label, added in STACK:
         options = dict(options, **added)
         rows.append((label, dict(options)))
-    # Eager rows first, the compiled ones after them: a compilation takes minutes on a slow GPU host, so a run
-    # whose --budget-s ends inside one still has every eager row, its whole trainer included.
+    # Eager rows first, the compiled ones after them (the checkpointing reference last): a compilation takes
+    # minutes on a slow GPU host, so a run whose --budget-s ends inside one still has every eager step row,
+    # its whole trainer included.
     rows.append(("whole trainer (stack above, data loading included)", dict(options, whole_trainer=True)))
     # Recorded, not compiled: its first step costs seconds, so it comes before the compiled rows. A GPU only.
     graphed = dict(options, cuda_graph_unet=True)
