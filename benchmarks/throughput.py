@@ -346,19 +346,14 @@ def default_checkpoint_interval() -> int:
 
 def timed(step, count: int, device) -> float:
     """Seconds for ``count`` steps, the device's queue drained before and after."""
-    sync(device)
+    from ip2p.training.speed import wait_for_device
+
+    wait_for_device(device)
     started = time.perf_counter()
     for _ in range(count):
         step()
-    sync(device)
+    wait_for_device(device)
     return time.perf_counter() - started
-
-
-def sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def count_flops(step) -> int:

@@ -156,6 +156,13 @@ def keeps_gradient_buffers(args) -> bool:
     return (replays_cuda_graphs(args) or args.cuda_graph_unet) and args.gradient_accumulation_steps > 1
 
 
+def wait_for_device(device) -> None:
+    """Wait for the work queued on ``device``: a GPU runs it after the host's
+    call returns, a CPU while the call runs (nothing to wait for)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def allocate_gradients(parameters) -> None:
     """A zeroed ``.grad`` for every trained parameter that has none (same layout, so autograd adds into it in place)."""
     for parameter in parameters:

@@ -41,7 +41,7 @@ from .run_folder import check_output_dir, prepare_output_dir
 from .run_logger import RunLogger
 from .saving import check_replicas_in_sync, inference_pipeline, push_pipeline, save_pipeline, unwrap
 from .setup import configure_models, init_run, make_optimization
-from .speed import allocate_gradients, keeps_gradient_buffers, loader_options, replays_cuda_graphs
+from .speed import allocate_gradients, keeps_gradient_buffers, loader_options, replays_cuda_graphs, wait_for_device
 
 
 @dataclass
@@ -258,7 +258,7 @@ class Trainer:
         accumulation = self.args.gradient_accumulation_steps
         device = self.accelerator.device
         meter = ThroughputMeter(accumulation * self.args.train_batch_size * self.accelerator.num_processes,
-                                sync=lambda: torch.cuda.synchronize(device) if device.type == "cuda" else None)
+                                sync=lambda: wait_for_device(device))
         loss_sum, micro_steps, pending = torch.zeros((), device=device), 0, []
         with tqdm(total=self.max_steps, initial=self.state.global_step, desc="training",
                   disable=not self.accelerator.is_main_process) as progress:
