@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 # pytest-xdist's workers (run_tests.sh starts 2) share the cores, so each worker and every script it starts gets
@@ -126,6 +127,19 @@ def train_video(cwd: Path, tiny_model: Path, data: Path, output: str, *extra, ti
         "--lr_warmup_steps", 0, "--latent_cache_dir", cwd / "cache", "--num_validation_images", 0, *extra,
         cwd=cwd, timeout=timeout,
     )
+
+
+@contextmanager
+def in_process_accelerate():
+    """Around a trainer built in the test's own process: accelerate's state is a
+    process-wide singleton, reset afterwards so that the next in-process trainer builds its own."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    try:
+        yield
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
 
 
 def logged_losses(output: Path) -> list:

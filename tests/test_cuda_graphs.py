@@ -11,6 +11,7 @@ import torch
 from accelerate.utils import DistributedType
 from safetensors.torch import load_file
 
+from conftest import in_process_accelerate
 from ip2p.shared.cli import UserError
 from ip2p.training.cuda_graphs import GraphedUNet, check_cuda_graph_unet
 from ip2p.training.video_task import parse_video_args
@@ -122,8 +123,6 @@ LEARNING_RATE = 1e-4
 
 def trained_unet(tmp_path, tiny_model, clips, name, precision, *flags) -> dict:
     """The UNet weights a 2-step run with 2 micro-batches a step saves."""
-    from accelerate.state import AcceleratorState, GradientState
-
     from ip2p.training.trainer import build_trainer
     from ip2p.training.video_task import video_task
 
@@ -133,11 +132,8 @@ def trained_unet(tmp_path, tiny_model, clips, name, precision, *flags) -> dict:
                              "--latent_cache_dir", str(tmp_path / "cache"), "--num_validation_images", "0",
                              "--report_to", "none", "--seed", "0", "--mixed_precision", precision,
                              "--learning_rate", str(LEARNING_RATE), *flags])
-    try:
+    with in_process_accelerate():
         folder = build_trainer(args, video_task(args)).run()
-    finally:  # the accelerate state is a process-wide singleton: the next in-process trainer builds its own
-        AcceleratorState._reset_state(True)
-        GradientState._reset_state()
     return load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")
 
 
@@ -175,19 +171,15 @@ def test_cuda_graph_check_capture_mode_with_a_mocked_recording_agrees_with_eager
     side share one trainer, and the recording's accumulated gradients match the eager ones."""
     import benchmarks.cuda_graph_check as check
     import ip2p.training.trainer as trainer_module
-    from accelerate.state import AcceleratorState, GradientState
 
     recording = MockedRecording()
     monkeypatch.setattr(torch.cuda, "make_graphed_callables", recording)
     monkeypatch.setattr(trainer_module, "check_cuda_graph_unet", lambda accelerator, args: None)
     monkeypatch.setattr(check, "can_record", lambda: True)
-    try:
+    with in_process_accelerate():
         code = check.main(["--mode", "capture", "--model", str(tiny_model), "--data", str(clips / "processed"),
                            "--output-dir", str(tmp_path / "capture"), "--resolution", "32", "--batch-size", "1",
                            "--rounds", "3"])
-    finally:
-        AcceleratorState._reset_state(True)
-        GradientState._reset_state()
     row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| CUDA graphs")][-1]
     assert code == 0 and row.endswith("| agrees with eager |"), row
     assert row.startswith("| CUDA graphs of the UNet (--cuda_graph_unet), not compiled, accumulation 2, fp32, NCHW, 32 px")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, hiding_module, logged_losses, run_script, script_env, train_video
+from conftest import REPO, hiding_module, in_process_accelerate, logged_losses, run_script, script_env, train_video
 from ip2p.training.speed import loader_options, speed_defaults
 from ip2p.training.video_task import parse_video_args
 
@@ -181,8 +181,6 @@ def test_only_cuda_graph_modes_with_accumulation_keep_gradient_buffers():
 def test_trainer_under_cuda_graph_mode_adds_into_the_same_gradient_buffers_every_step(tmp_path, tiny_model, clips, monkeypatch):
     """Built on CPU (its UNet is compiled lazily, so nothing compiles here): every trained parameter has a
     zeroed .grad before the first backward, and an optimizer step zeroes it in place instead of freeing it."""
-    from accelerate.state import AcceleratorState, GradientState
-
     from ip2p.training.trainer import build_trainer
     from ip2p.training.video_task import video_task
 
@@ -191,7 +189,7 @@ def test_trainer_under_cuda_graph_mode_adds_into_the_same_gradient_buffers_every
                   "--output_dir", "out", "--resolution", "32", "--train_batch_size", "2", "--gradient_accumulation_steps", "2",
                   "--max_train_steps", "2", "--latent_cache_dir", "cache", "--num_validation_images", "0", "--report_to", "none",
                   "--torch_compile", "--torch_compile_mode", "reduce-overhead", "--seed", "0")
-    try:
+    with in_process_accelerate():
         trainer = build_trainer(args, video_task(args))
         parameters = [p for p in trainer.models.unet.parameters() if p.requires_grad]
         assert all(p.grad is not None and not p.grad.any() for p in parameters)
@@ -203,9 +201,6 @@ def test_trainer_under_cuda_graph_mode_adds_into_the_same_gradient_buffers_every
         assert not torch.equal(parameters[0].detach(), before)  # the step used the gradients
         assert [p.grad.data_ptr() for p in parameters] == buffers
         assert all(not p.grad.any() for p in parameters)
-    finally:  # the accelerate state is a process-wide singleton: the next in-process trainer builds its own
-        AcceleratorState._reset_state(True)
-        GradientState._reset_state()
 
 
 def test_cuda_graph_check_compares_accumulated_gradients_and_fails_beyond_its_tolerance(tmp_path, tiny_model, clips):
